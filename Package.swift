@@ -1,0 +1,57 @@
+// swift-tools-version:6.0
+// The node agent of a decentralized cloud. Data path, by folder:
+// ChainClient -> Provisioner -> ContainerRuntime / ShardServer -> CapacityReporter, wired by NodeAgent.
+import PackageDescription
+
+let package = Package(
+    name: "node-agent",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "node-agent", targets: ["NodeAgent"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+    ],
+    targets: [
+        // System libraries from Debian's -dev packages.
+        .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+        .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
+        .systemLibrary(name: "CCap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        // Syscalls Swift's Glibc module cannot reach, and everything that runs between fork and exec.
+        .target(name: "CNodeShim"),
+
+        // Shared grid types: keys, hashes, addresses.
+        .target(name: "GridTypes", dependencies: ["CSodium"]),
+        // Chain access (embedded ledger, TFChain).
+        .target(name: "ChainClient", dependencies: ["GridTypes"]),
+        // Deployments -> workloads.
+        .target(name: "Provisioner", dependencies: ["GridTypes", "ChainClient"]),
+        // Isolated containers.
+        .target(name: "ContainerRuntime", dependencies: ["GridTypes", "CNodeShim", "CSeccomp", "CCap"]),
+        // 0-db compatible shard store.
+        .target(name: "ShardServer", dependencies: ["GridTypes"]),
+        // Capacity, uptime and usage reports.
+        .target(name: "CapacityReporter", dependencies: ["GridTypes", "ChainClient"]),
+        // The daemon and the `node-agent` command line.
+        .executableTarget(
+            name: "NodeAgent",
+            dependencies: [
+                "GridTypes", "ChainClient", "Provisioner", "ContainerRuntime", "ShardServer", "CapacityReporter",
+                "CNodeShim", "CSodium", "CSeccomp", "CCap", "CZstd",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ]
+        ),
+
+        .testTarget(name: "GridTypesTests", dependencies: ["GridTypes", "CSodium"]),
+        .testTarget(name: "NodeShimTests", dependencies: ["CNodeShim"]),
+        .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "GridTypes", "TOMLKit"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,2 @@
+// The chain interface and its backends. Lands with the chain issues.
+enum ChainClientModule {}

@@ -1,0 +1,33 @@
+import ArgumentParser
+import Foundation
+import GridTypes
+import Logging
+import ServiceLifecycle
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run the agent in the foreground (what the systemd unit starts).",
+        discussion: "Stops gracefully on SIGTERM or SIGINT."
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        let (config, _) = try global.loadConfig(required: true)
+        AgentLogHandler.bootstrap(format: config.log.format, level: config.log.level.swiftLogLevel)
+        let logger = Logger(label: "node-agent")
+
+        let identity = try NodeIdentity.load(from: config.node.stateDir + "/" + NodeIdentity.fileName)
+        let lock = try StateDirectoryLock(stateDir: config.node.stateDir)
+        let daemon = AgentDaemon(config: config, identity: identity, logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [daemon],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger
+        ))
+        try await group.run()
+        withExtendedLifetime(lock) {}
+        logger.info("node-agent stopped")
+    }
+}

@@ -1,0 +1,80 @@
+/// The agent's configuration, one struct per section of config.toml. The defaults here are the
+/// documented defaults; `DefaultConfigFile.text` documents each key and a test keeps the two equal.
+struct AgentConfig: Equatable, Sendable {
+    struct Node: Equatable, Sendable {
+        var farmID: UInt32 = 1
+        /// 0 until the node is registered on the chain; the agent stores its id in the state dir.
+        var nodeID: UInt32 = 0
+        var stateDir: String = "/var/lib/node-agent"
+    }
+
+    enum ChainBackend: String, Equatable, Sendable, CaseIterable {
+        case local
+        case tfchain
+    }
+
+    struct Chain: Equatable, Sendable {
+        var backend: ChainBackend = .local
+        var ledgerPath: String = "/var/lib/grid-ledger/ledger.sqlite"
+        var blockTimeMilliseconds: Int = 6000
+        var urls: [String] = ["wss://tfchain.grid.tf/ws"]
+        var stallTimeoutSeconds: Int = 60
+    }
+
+    struct Provisioner: Equatable, Sendable {
+        var apiListen: String = "127.0.0.1:2021"
+        var overcommitRatio: Double = 1.0
+        var deploymentWaitSeconds: Int = 600
+    }
+
+    enum FsyncPolicy: String, Equatable, Sendable, CaseIterable {
+        case always
+        case interval
+        case never
+    }
+
+    struct ShardServer: Equatable, Sendable {
+        var enabled: Bool = true
+        var listen: String = "0.0.0.0:9900"
+        var dataDirs: [String] = ["/var/lib/node-agent/shards"]
+        var fsync: FsyncPolicy = .interval
+        var fsyncIntervalMilliseconds: Int = 1000
+        var maxClients: Int = 1024
+    }
+
+    struct Reporter: Equatable, Sendable {
+        var uptimeIntervalSeconds: Int = 2400
+        var capacityScanIntervalSeconds: Int = 300
+        var networkReportIntervalSeconds: Int = 3600
+    }
+
+    struct Admin: Equatable, Sendable {
+        var socket: String = "/run/node-agent/admin.sock"
+        var metricsListen: String = "127.0.0.1:9101"
+    }
+
+    enum LogFormat: String, Equatable, Sendable, CaseIterable {
+        case auto
+        case human
+        case logfmt
+    }
+
+    enum LogLevel: String, Equatable, Sendable, CaseIterable {
+        case trace, debug, info, notice, warning, error, critical
+    }
+
+    struct Log: Equatable, Sendable {
+        var level: LogLevel = .info
+        var format: LogFormat = .auto
+    }
+
+    var node = Node()
+    var chain = Chain()
+    var provisioner = Provisioner()
+    var shardServer = ShardServer()
+    var reporter = Reporter()
+    var admin = Admin()
+    var log = Log()
+
+    static let defaultPath = "/etc/node-agent/config.toml"
+}

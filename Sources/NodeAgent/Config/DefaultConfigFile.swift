@@ -1,0 +1,67 @@
+/// The commented configuration `node-agent init` writes. Every key is listed with its default;
+/// a test parses this text and checks it equals `AgentConfig()`.
+enum DefaultConfigFile {
+    static func text(stateDir: String = AgentConfig.Node().stateDir) -> String {
+        """
+        # node-agent configuration. Every key is shown with its default; delete a line to use the default.
+        # An unknown key or a bad value stops the agent with a message naming the key.
+
+        [node]
+        # The farm this node belongs to (TFChain farm id).
+        farm_id = 1
+        # Set once the node is registered; 0 means "register on first run" (the id is then kept in state_dir).
+        node_id = 0
+        # Durable state: identity key (mode 0600), databases, container state.
+        state_dir = "\(stateDir)"
+
+        [chain]
+        # "local": the embedded ledger, shared by every agent on this machine that uses the same file.
+        # "tfchain": ThreeFold's TFChain over WebSocket JSON-RPC (urls below).
+        backend = "local"
+        ledger_path = "/var/lib/grid-ledger/ledger.sqlite"
+        # Block interval of the embedded ledger, in milliseconds.
+        block_time_ms = 6000
+        # TFChain nodes, tried in order with fail-over.
+        urls = ["wss://tfchain.grid.tf/ws"]
+        # A connection with no new finalized head for this long is treated as broken.
+        stall_timeout_s = 60
+
+        [provisioner]
+        # Twin-facing deployment API.
+        api_listen = "127.0.0.1:2021"
+        # Capacity a node may promise, as a multiple of what it has (1.0 = no overcommit).
+        overcommit_ratio = 1.0
+        # A contract with no deployment after this long is flagged in status.
+        deployment_wait_s = 600
+
+        [shard_server]
+        enabled = true
+        # 0-db compatible RESP endpoint for users' shards.
+        listen = "0.0.0.0:9900"
+        data_dirs = ["/var/lib/node-agent/shards"]
+        # "always": fsync before acknowledging a write; "interval": every fsync_interval_ms; "never": leave it to the kernel.
+        fsync = "interval"
+        fsync_interval_ms = 1000
+        max_clients = 1024
+
+        [reporter]
+        # Uptime report period (TFChain expects one at least every 40 minutes).
+        uptime_interval_s = 2400
+        capacity_scan_interval_s = 300
+        network_report_interval_s = 3600
+
+        [admin]
+        # Unix socket for `node-agent status` and other farmer commands (mode 0600, root only).
+        socket = "/run/node-agent/admin.sock"
+        # Prometheus metrics endpoint.
+        metrics_listen = "127.0.0.1:9101"
+
+        [log]
+        # trace, debug, info, notice, warning, error, critical
+        level = "info"
+        # "auto": human lines on a terminal, key=value lines otherwise (journald); or "human" / "logfmt".
+        format = "auto"
+
+        """
+    }
+}

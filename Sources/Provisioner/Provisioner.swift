@@ -1,0 +1,2 @@
+// Verified deployments in, isolated workloads out. Lands with the provisioner issue.
+enum ProvisionerModule {}

@@ -1,0 +1,2 @@
+// The 0-db compatible shard store. Lands with the shard server issue.
+enum ShardServerModule {}

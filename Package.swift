@@ -8,12 +8,14 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "node-agent", targets: ["NodeAgent"]),
+        .executable(name: "grid-twin", targets: ["GridTwin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.0.0"),
     ],
     targets: [
         // System libraries from Debian's -dev packages.
@@ -27,9 +29,17 @@ let package = Package(
         // Shared grid types: keys, hashes, addresses.
         .target(name: "GridTypes", dependencies: ["CSodium"]),
         // Chain access (embedded ledger, TFChain).
-        .target(name: "ChainClient", dependencies: ["GridTypes"]),
+        .target(name: "ChainClient", dependencies: [
+            "GridTypes",
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // Deployments -> workloads.
-        .target(name: "Provisioner", dependencies: ["GridTypes", "ChainClient"]),
+        .target(name: "Provisioner", dependencies: [
+            "GridTypes", "ChainClient",
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // Isolated containers.
         .target(name: "ContainerRuntime", dependencies: ["GridTypes", "CNodeShim", "CSeccomp", "CCap"]),
         // 0-db compatible shard store.
@@ -48,10 +58,20 @@ let package = Package(
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),
+        // The twin's (user's) command line: twins, funds, nodes, contracts.
+        .executableTarget(
+            name: "GridTwin",
+            dependencies: [
+                "GridTypes", "ChainClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
 
         .testTarget(name: "GridTypesTests", dependencies: ["GridTypes", "CSodium"]),
         .testTarget(name: "NodeShimTests", dependencies: ["CNodeShim"]),
-        .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "GridTypes", "TOMLKit"]),
+        .testTarget(name: "ChainClientTests", dependencies: ["ChainClient", "GridTypes"]),
+        .testTarget(name: "ProvisionerTests", dependencies: ["Provisioner", "ChainClient", "GridTypes"]),
+        .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "GridTypes", "ChainClient", "Provisioner", "TOMLKit"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,7 +1,7 @@
 import CSodium
 
 /// An ed25519 public key (32 bytes).
-public struct Ed25519PublicKey: Hashable, Sendable, CustomStringConvertible {
+public struct Ed25519PublicKey: Hashable, Sendable, Codable, CustomStringConvertible {
     public static let length = 32
     public let bytes: [UInt8]
 
@@ -18,6 +18,18 @@ public struct Ed25519PublicKey: Hashable, Sendable, CustomStringConvertible {
 
     public var hex: String { Hex.encode(bytes) }
     public var description: String { hex }
+
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        do { try self.init(hex: text) } catch {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: error.description))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(hex)
+    }
 
     /// Verifies a detached signature with libsodium's crypto_sign_verify_detached.
     public func verify(signature: [UInt8], message: [UInt8]) -> Bool {

@@ -8,6 +8,10 @@ enum NodeAgentError: Error, CustomStringConvertible, Equatable {
     case io(operation: String, path: String, errno: Int32)
     case alreadyRunning(stateDir: String, lockFile: String)
     case notRoot(command: String)
+    case farmMissing(farmID: UInt32)
+    case nodeIDMismatch(configured: UInt32, detail: String)
+    case backendNotAvailable(String)
+    case notRegistered(stateDir: String)
 
     var description: String {
         switch self {
@@ -21,6 +25,14 @@ enum NodeAgentError: Error, CustomStringConvertible, Equatable {
             return "another node-agent is already running on state directory \(stateDir) (it holds \(lockFile)); stop it first (systemctl stop node-agent)"
         case .notRoot(let command):
             return "`node-agent \(command)` must run as root: it creates namespaces, cgroups and mounts"
+        case .farmMissing(let farmID):
+            return "farm \(farmID) (node.farm_id) does not exist on the chain; create it (grid-twin farm create --name NAME) and set node.farm_id to its id"
+        case .nodeIDMismatch(let configured, let detail):
+            return "node.node_id = \(configured) in the config, but \(detail); remove node_id to register this node anew"
+        case .backendNotAvailable(let detail):
+            return detail
+        case .notRegistered(let stateDir):
+            return "this node is not registered yet (no \(stateDir)/node.json); start the agent once with `node-agent run`"
         }
     }
 }

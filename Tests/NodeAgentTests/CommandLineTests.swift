@@ -102,7 +102,7 @@ import Testing
     @Test func runStartsHoldsTheStateLockAndStopsOnSIGTERM() async throws {
         let ws = try workspace()
         defer { try? FileManager.default.removeItem(atPath: ws.dir) }
-        #expect(try Self.run(["init", "--config", ws.config, "--state-dir", ws.state]).status == 0)
+        #expect(try Self.run(["init", "--config", ws.config, "--state-dir", ws.state, "--ledger", ws.dir + "/ledger.sqlite"]).status == 0)
         let (agent, _, agentErr) = try Self.start(["run", "--config", ws.config])
         defer { if agent.isRunning { kill(agent.processIdentifier, SIGKILL) } }
 

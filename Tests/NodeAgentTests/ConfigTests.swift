@@ -16,7 +16,9 @@ import Testing
         #expect(try parser.parse(DefaultConfigFile.text()) == AgentConfig())
         var custom = AgentConfig()
         custom.node.stateDir = "/srv/agent"
-        #expect(try parser.parse(DefaultConfigFile.text(stateDir: "/srv/agent")) == custom)
+        custom.chain.ledgerPath = "/srv/ledger.sqlite"
+        custom.node.farmID = 9
+        #expect(try parser.parse(DefaultConfigFile.text(stateDir: "/srv/agent", ledgerPath: "/srv/ledger.sqlite", farmID: 9)) == custom)
     }
 
     @Test func anEmptyFileMeansDefaults() throws {

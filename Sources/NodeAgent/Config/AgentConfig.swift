@@ -19,6 +19,12 @@ struct AgentConfig: Equatable, Sendable {
         var blockTimeMilliseconds: Int = 6000
         var urls: [String] = ["wss://tfchain.grid.tf/ws"]
         var stallTimeoutSeconds: Int = 60
+        /// Embedded ledger only: whether this agent may produce the ledger's blocks (one process
+        /// holds the producer lease at a time; the others stand by).
+        var produceBlocks: Bool = true
+        /// Rules for a new ledger file; an existing file keeps the rules it was created with.
+        var billingPeriodBlocks: Int = 600
+        var gracePeriodBlocks: Int = 201_600
     }
 
     struct Provisioner: Equatable, Sendable {

@@ -56,6 +56,9 @@ struct ConfigParser {
             if let v = try s.integer("block_time_ms", in: 1...600_000) { config.chain.blockTimeMilliseconds = v }
             if let v = try s.stringList("urls", validate: Self.checkWebSocketURL) { config.chain.urls = v }
             if let v = try s.integer("stall_timeout_s", in: 5...3600) { config.chain.stallTimeoutSeconds = v }
+            if let v = try s.boolean("produce_blocks") { config.chain.produceBlocks = v }
+            if let v = try s.integer("billing_period_blocks", in: 1...1_000_000) { config.chain.billingPeriodBlocks = v }
+            if let v = try s.integer("grace_period_blocks", in: 1...100_000_000) { config.chain.gracePeriodBlocks = v }
             try s.rejectUnknownKeys()
         }
         do {

@@ -1,14 +1,15 @@
 /// The commented configuration `node-agent init` writes. Every key is listed with its default;
 /// a test parses this text and checks it equals `AgentConfig()`.
 enum DefaultConfigFile {
-    static func text(stateDir: String = AgentConfig.Node().stateDir) -> String {
+    static func text(stateDir: String = AgentConfig.Node().stateDir, ledgerPath: String = AgentConfig.Chain().ledgerPath,
+                     farmID: UInt32 = AgentConfig.Node().farmID) -> String {
         """
         # node-agent configuration. Every key is shown with its default; delete a line to use the default.
         # An unknown key or a bad value stops the agent with a message naming the key.
 
         [node]
         # The farm this node belongs to (TFChain farm id).
-        farm_id = 1
+        farm_id = \(farmID)
         # Set once the node is registered; 0 means "register on first run" (the id is then kept in state_dir).
         node_id = 0
         # Durable state: identity key (mode 0600), databases, container state.
@@ -18,13 +19,20 @@ enum DefaultConfigFile {
         # "local": the embedded ledger, shared by every agent on this machine that uses the same file.
         # "tfchain": ThreeFold's TFChain over WebSocket JSON-RPC (urls below).
         backend = "local"
-        ledger_path = "/var/lib/grid-ledger/ledger.sqlite"
+        ledger_path = "\(ledgerPath)"
         # Block interval of the embedded ledger, in milliseconds.
         block_time_ms = 6000
         # TFChain nodes, tried in order with fail-over.
         urls = ["wss://tfchain.grid.tf/ws"]
         # A connection with no new finalized head for this long is treated as broken.
         stall_timeout_s = 60
+        # Embedded ledger: may this agent produce blocks? One process at a time does; the others stand by.
+        produce_blocks = true
+        # Rules written into a new ledger file (an existing file keeps its own): contracts are billed
+        # every billing_period_blocks (600 = 1 hour of 6 s blocks) and deleted after grace_period_blocks
+        # without funds (201600 = 14 days).
+        billing_period_blocks = 600
+        grace_period_blocks = 201600
 
         [provisioner]
         # Twin-facing deployment API.

@@ -1,4 +1,5 @@
 import Foundation
+import GridTypes
 
 /// One line of `node-agent doctor`.
 struct DoctorCheck: Codable, Equatable, Sendable {
@@ -140,7 +141,7 @@ enum DoctorChecks {
                                remedy: "check that \(host.stateDir) or its parent is on a mounted filesystem")
         }
         let where_ = host.stateDirExists ? host.stateDir : "\(host.stateDir) (not created yet)"
-        let detail = "\(formatBytes(free)) free for \(where_)"
+        let detail = "\(ByteFormat.binary(free)) free for \(where_)"
         if free < minimumFreeBytes {
             return DoctorCheck(name: name, status: .fail, detail: detail, remedy: "free space: the agent needs at least 1 GiB for its state")
         }
@@ -172,17 +173,6 @@ enum DoctorChecks {
                                remedy: "apt-get install libsodium23 libseccomp2 libcap2 libzstd1")
         }
         return DoctorCheck(name: "libraries", status: .ok, detail: detail)
-    }
-
-    static func formatBytes(_ bytes: UInt64) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
-        var value = Double(bytes)
-        var unit = 0
-        while value >= 1024, unit < units.count - 1 {
-            value /= 1024
-            unit += 1
-        }
-        return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
     }
 
     /// Human output: one line per check, the remedy indented under warn and fail lines.

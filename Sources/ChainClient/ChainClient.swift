@@ -1,2 +1,0 @@
-// The chain interface and its backends. Lands with the chain issues.
-enum ChainClientModule {}

@@ -1,2 +1,0 @@
-// Verified deployments in, isolated workloads out. Lands with the provisioner issue.
-enum ProvisionerModule {}

@@ -85,10 +85,8 @@ public actor ContractWatcher {
         toRead.formUnion(eventContracts.intersection(activeSet))       // touched by an event
         if resync { toRead.formUnion(activeSet) }
 
-        for id in toRead.sorted() {
-            guard let contract = try await chain.contract(id: id) else { continue }
-            guard contract.node.nodeID == nodeID else { continue }
-            changes += Self.diff(old: known[id], new: contract)
+        for contract in try await chain.contracts(ids: toRead.sorted()) where contract.node.nodeID == nodeID {
+            changes += Self.diff(old: known[contract.id], new: contract)
         }
         // Gone from the active list: confirm with the contract itself before cancelling.
         for id in Set(known.keys).subtracting(activeSet).sorted() {
@@ -111,7 +109,11 @@ public actor ContractWatcher {
         if resync { lastResync = block.header.number }
         lastProcessed = block.header.number
         if !changes.isEmpty {
-            logger.info("contracts changed", metadata: ["block": "\(block.header.number)", "changes": "\(changes.count)"])
+            let shown = changes.prefix(10).map { ChainChangeSummary($0).description }.joined(separator: ", ")
+            logger.info("contracts changed", metadata: [
+                "block": "\(block.header.number)", "count": "\(changes.count)",
+                "changes": .string(changes.count > 10 ? shown + ", ..." : shown),
+            ])
         }
         return changes.map(ChainChangeSummary.init)
     }

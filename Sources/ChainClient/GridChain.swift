@@ -6,6 +6,8 @@ public protocol GridChain: Sendable {
     /// Ids of the node's contracts that are Created or in GracePeriod (TFChain's ActiveNodeContracts).
     func activeContracts(node: UInt32) async throws(ChainError) -> [UInt64]
     func contract(id: UInt64) async throws(ChainError) -> Contract?
+    /// Several contracts at once (one storage query on TFChain, one read on the ledger); missing ids are left out.
+    func contracts(ids: [UInt64]) async throws(ChainError) -> [Contract]
     func twin(id: UInt32) async throws(ChainError) -> Twin?
     /// The twin whose account is this key, if any (TFChain's TwinIdByAccountID).
     func twinID(account: Ed25519PublicKey) async throws(ChainError) -> UInt32?
@@ -23,6 +25,14 @@ public protocol GridChain: Sendable {
 
     /// Signs and submits a call, waits for its inclusion, and reports how it ended.
     func submit(_ call: ChainCall, signer: Ed25519KeyPair) async throws(ChainError) -> Inclusion
+}
+
+extension GridChain {
+    public func contracts(ids: [UInt64]) async throws(ChainError) -> [Contract] {
+        var result = [Contract]()
+        for id in ids { if let contract = try await contract(id: id) { result.append(contract) } }
+        return result
+    }
 }
 
 /// The calls the agent (and the twin's command line) make, named after TFChain's extrinsics.

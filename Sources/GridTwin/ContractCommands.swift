@@ -141,10 +141,8 @@ struct EventsCommand: AsyncParsableCommand {
         let ledger = try chain.openLedger()
         let events = try ledger.events(contract: contract, node: node, limit: max(1, min(last, 10_000)))
         try chain.emit(events) {
-            var table = TextTable(["BLOCK", "EVENT", "CONTRACT", "NODE"])
-            for e in events {
-                table.add(["\(e.block)", e.event.name, e.event.contractID.map { "\($0)" } ?? "", e.event.nodeID.map { "\($0)" } ?? ""])
-            }
+            var table = TextTable(["BLOCK", "EVENT", "DETAIL"])
+            for e in events { table.add(["\(e.block)", e.event.name, e.event.summary]) }
             return events.isEmpty ? "no events" : table.render()
         }
     }

@@ -197,6 +197,38 @@ public enum ChainEvent: Codable, Equatable, Sendable {
         }
     }
 
+    /// The event's fields in one line, for tables and logs.
+    public var summary: String {
+        switch self {
+        case .contractCreated(let c), .contractUpdated(let c):
+            return "contract \(c.id) twin \(c.twinID) node \(c.node.nodeID) hash \(c.node.deploymentHash)"
+        case .nodeContractCanceled(let id, let node, let twin):
+            return "contract \(id) twin \(twin) node \(node)"
+        case .contractGracePeriodStarted(let id, let node, let twin, let block):
+            return "contract \(id) twin \(twin) node \(node) since block \(block)"
+        case .contractGracePeriodEnded(let id, let node, let twin):
+            return "contract \(id) twin \(twin) node \(node)"
+        case .updatedUsedResources(let r):
+            return "contract \(r.contractID) cru \(r.used.cru) mru \(r.used.mru) sru \(r.used.sru) hru \(r.used.hru)"
+        case .nruConsumptionReportReceived(let n):
+            return "contract \(n.contractID) nru \(n.nru) bytes over \(n.window) s"
+        case .nodeUptimeReported(let node, let timestamp, let uptime):
+            return "node \(node) uptime \(uptime) s at \(timestamp)"
+        case .contractBilled(let id, let amount):
+            return "contract \(id) amount \(amount) units"
+        case .twinStored(let twin):
+            return "twin \(twin.id)"
+        case .nodeStored(let node):
+            return "node \(node.id) farm \(node.farmID) twin \(node.twinID)"
+        case .farmStored(let id, let name, let twin):
+            return "farm \(id) \(name) twin \(twin)"
+        case .transfer(let twin, let amount):
+            return "twin \(twin) amount \(amount) units"
+        case .other:
+            return ""
+        }
+    }
+
     /// The contract an event concerns, when it concerns one.
     public var contractID: UInt64? {
         switch self {

@@ -26,7 +26,9 @@ public final class ContractBook: ContractSink, Sendable {
             var migrator = DatabaseMigrator()
             migrator.registerMigration("v1") { db in
                 try db.execute(sql: """
-                    CREATE TABLE desired_contracts(id INTEGER PRIMARY KEY, body TEXT NOT NULL,
+                    CREATE TABLE desired_contracts(id INTEGER PRIMARY KEY, twin_id INTEGER NOT NULL, node_id INTEGER NOT NULL,
+                        version INTEGER NOT NULL, state INTEGER NOT NULL, cause INTEGER, grace_since INTEGER,
+                        deployment_hash TEXT NOT NULL, deployment_data BLOB NOT NULL, public_ips INTEGER NOT NULL,
                         seen_block INTEGER NOT NULL, updated_block INTEGER NOT NULL);
                     CREATE TABLE canceled_contracts(id INTEGER PRIMARY KEY, cause INTEGER, block INTEGER NOT NULL);
                     CREATE TABLE watcher_state(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -40,11 +42,26 @@ public final class ContractBook: ContractSink, Sendable {
         }
     }
 
+    static func contract(_ row: Row) -> Contract {
+        let state: ContractState
+        switch row["state"] as Int64 {
+        case 2: state = .gracePeriod(since: UInt64(row["grace_since"] as Int64? ?? 0))
+        case 1: state = .deleted(DeletionCause(rawValue: Int(row["cause"] as Int64? ?? 0)) ?? .canceledByUser)
+        default: state = .created
+        }
+        let data: Data = row["deployment_data"]
+        return Contract(id: UInt64(row["id"] as Int64), version: UInt32(row["version"] as Int64), state: state,
+                        twinID: UInt32(row["twin_id"] as Int64),
+                        node: NodeContract(nodeID: UInt32(row["node_id"] as Int64), deploymentHash: row["deployment_hash"],
+                                           deploymentData: [UInt8](data), publicIPs: UInt32(row["public_ips"] as Int64)))
+    }
+
     public func knownContracts() async throws -> [UInt64: KnownContract] {
         try await pool.read { db in
             var result = [UInt64: KnownContract]()
-            for body in try String.fetchAll(db, sql: "SELECT body FROM desired_contracts") {
-                let contract = try JSONDecoder().decode(Contract.self, from: Data(body.utf8))
+            let rows = try Row.fetchCursor(db, sql: "SELECT * FROM desired_contracts")
+            while let row = try rows.next() {
+                let contract = Self.contract(row)
                 result[contract.id] = KnownContract(contract)
             }
             return result
@@ -58,24 +75,32 @@ public final class ContractBook: ContractSink, Sendable {
     }
 
     public func apply(_ changes: [ContractChange], processedBlock: UInt64) async throws {
-        let encoder = JSONEncoder()
         let block = Int64(processedBlock)
         try await pool.write { db in
+            let upsert = try db.cachedStatement(sql: """
+                INSERT INTO desired_contracts(id, twin_id, node_id, version, state, cause, grace_since, deployment_hash,
+                    deployment_data, public_ips, seen_block, updated_block) VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT(id) DO UPDATE SET state = excluded.state, grace_since = excluded.grace_since,
+                    deployment_hash = excluded.deployment_hash, deployment_data = excluded.deployment_data,
+                    public_ips = excluded.public_ips, updated_block = excluded.updated_block
+                """)
+            let remove = try db.cachedStatement(sql: "DELETE FROM desired_contracts WHERE id = ?")
+            let tombstone = try db.cachedStatement(sql: "INSERT OR REPLACE INTO canceled_contracts(id, cause, block) VALUES (?, ?, ?)")
+            let history = try db.cachedStatement(sql: "INSERT INTO contract_history(block, contract_id, change) VALUES (?, ?, ?)")
             for change in changes {
                 switch change {
-                case .created(let contract), .updated(let contract), .gracePeriodStarted(let contract), .gracePeriodEnded(let contract):
-                    let body = String(decoding: try encoder.encode(contract), as: UTF8.self)
-                    try db.execute(sql: """
-                        INSERT INTO desired_contracts(id, body, seen_block, updated_block) VALUES (?, ?, ?, ?)
-                        ON CONFLICT(id) DO UPDATE SET body = excluded.body, updated_block = excluded.updated_block
-                        """, arguments: [Int64(contract.id), body, block, block])
+                case .created(let c), .updated(let c), .gracePeriodStarted(let c), .gracePeriodEnded(let c):
+                    var graceSince: Int64?
+                    if case .gracePeriod(let since) = c.state { graceSince = Int64(since) }
+                    let stateCode: Int64 = graceSince == nil ? 0 : 2
+                    try upsert.execute(arguments: [Int64(c.id), Int64(c.twinID), Int64(c.node.nodeID), Int64(c.version), stateCode,
+                                                   graceSince, c.node.deploymentHash, Data(c.node.deploymentData),
+                                                   Int64(c.node.publicIPs), block, block])
                 case .canceled(let id, let cause):
-                    try db.execute(sql: "DELETE FROM desired_contracts WHERE id = ?", arguments: [Int64(id)])
-                    try db.execute(sql: "INSERT OR REPLACE INTO canceled_contracts(id, cause, block) VALUES (?, ?, ?)",
-                                   arguments: [Int64(id), cause?.rawValue, block])
+                    try remove.execute(arguments: [Int64(id)])
+                    try tombstone.execute(arguments: [Int64(id), cause?.rawValue, block])
                 }
-                try db.execute(sql: "INSERT INTO contract_history(block, contract_id, change) VALUES (?, ?, ?)",
-                               arguments: [block, Int64(change.contractID), ChainChangeSummary(change).kind])
+                try history.execute(arguments: [block, Int64(change.contractID), ChainChangeSummary(change).kind])
             }
             try db.execute(sql: "INSERT OR REPLACE INTO watcher_state(key, value) VALUES ('last_block', ?)", arguments: [block])
         }
@@ -85,9 +110,8 @@ public final class ContractBook: ContractSink, Sendable {
     public func entries() async throws -> [Entry] {
         try await pool.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM desired_contracts ORDER BY id").map { row in
-                let body: String = row["body"]
-                return Entry(contract: try JSONDecoder().decode(Contract.self, from: Data(body.utf8)),
-                             seenAtBlock: UInt64(row["seen_block"] as Int64), updatedAtBlock: UInt64(row["updated_block"] as Int64))
+                Entry(contract: Self.contract(row), seenAtBlock: UInt64(row["seen_block"] as Int64),
+                      updatedAtBlock: UInt64(row["updated_block"] as Int64))
             }
         }
     }

@@ -32,7 +32,24 @@ enum LedgerRows {
 
     static func contract(_ db: Database, id: UInt64) throws -> Contract? {
         guard id <= UInt64(Int64.max) else { return nil }
-        return try Row.fetchOne(db, sql: "SELECT * FROM contracts WHERE id = ?", arguments: [Int64(id)]).map(contract)
+        return try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM contracts WHERE id = ?"), arguments: [Int64(id)]).map(contract)
+    }
+
+    /// Many contracts in few statements: one `IN (...)` query per 500 ids, in the order asked.
+    static func contracts(_ db: Database, ids: [UInt64]) throws -> [Contract] {
+        var byID = [UInt64: Contract]()
+        let valid = ids.filter { $0 <= UInt64(Int64.max) }
+        for start in stride(from: 0, to: valid.count, by: 500) {
+            let chunk = valid[start..<min(start + 500, valid.count)]
+            let placeholders = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+            let rows = try Row.fetchCursor(db, sql: "SELECT * FROM contracts WHERE id IN (\(placeholders))",
+                                           arguments: StatementArguments(chunk.map { Int64($0) }))
+            while let row = try rows.next() {
+                let c = contract(row)
+                byID[c.id] = c
+            }
+        }
+        return ids.compactMap { byID[$0] }
     }
 
     static func used(_ row: Row) -> Resources {
@@ -59,7 +76,7 @@ enum LedgerRows {
 
     static func block(_ db: Database, number: UInt64) throws -> FinalizedBlock? {
         guard number <= UInt64(Int64.max),
-              let row = try Row.fetchOne(db, sql: "SELECT number, hash, timestamp_ms FROM blocks WHERE number = ?", arguments: [Int64(number)])
+              let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT number, hash, timestamp_ms FROM blocks WHERE number = ?"), arguments: [Int64(number)])
         else { return nil }
         let events = try events(db, sql: "SELECT body FROM events WHERE block = ? ORDER BY idx", arguments: [Int64(number)])
         return FinalizedBlock(header: header(row), events: events)
@@ -70,7 +87,7 @@ enum LedgerRows {
     /// Decodes stored event bodies; a body this program cannot read becomes `.other` rather than an error,
     /// so a newer writer's events never break an older reader.
     static func events(_ db: Database, sql: String, arguments: StatementArguments) throws -> [ChainEvent] {
-        try String.fetchAll(db, sql: sql, arguments: arguments).map { body in
+        try String.fetchAll(db.cachedStatement(sql: sql), arguments: arguments).map { body in
             (try? decoder.decode(ChainEvent.self, from: Data(body.utf8))) ?? .other(pallet: "Unknown", name: "Undecodable")
         }
     }

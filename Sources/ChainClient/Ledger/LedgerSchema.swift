@@ -36,6 +36,7 @@ enum LedgerSchema {
         """,
         "CREATE INDEX contracts_active_by_node ON contracts(node_id, id) WHERE state != 1",
         "CREATE INDEX contracts_by_twin ON contracts(twin_id)",
+        "CREATE INDEX contracts_active_by_hash ON contracts(node_id, deployment_hash) WHERE state != 1",
         """
         CREATE TABLE blocks(number INTEGER PRIMARY KEY, hash BLOB NOT NULL, parent BLOB NOT NULL,
             timestamp_ms INTEGER NOT NULL, producer TEXT NOT NULL)
@@ -53,6 +54,7 @@ enum LedgerSchema {
             error_module TEXT, error_name TEXT, error_detail TEXT)
         """,
         "CREATE INDEX transactions_pending ON transactions(id) WHERE status = 'pending'",
+        "CREATE INDEX transactions_pending_by_signer ON transactions(signer) WHERE status = 'pending'",
         """
         CREATE TABLE uptime_reports(node_id INTEGER NOT NULL, block INTEGER NOT NULL, timestamp INTEGER NOT NULL, uptime INTEGER NOT NULL)
         """,

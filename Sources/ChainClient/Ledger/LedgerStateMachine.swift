@@ -33,12 +33,12 @@ struct LedgerStateMachine {
                     try self.apply(db, row: row, id: id)
                     return .commit
                 }
-                try db.execute(sql: "UPDATE transactions SET status = 'included', block = ? WHERE id = ?", arguments: [Int64(block), id])
+                try db.cachedStatement(sql: "UPDATE transactions SET status = 'included', block = ? WHERE id = ?").execute(arguments: [Int64(block), id])
             } catch let rejection as LedgerRejection {
                 events.removeSubrange(eventCount...)
-                try db.execute(sql: """
+                try db.cachedStatement(sql: """
                     UPDATE transactions SET status = 'failed', block = ?, error_module = ?, error_name = ?, error_detail = ? WHERE id = ?
-                    """, arguments: [Int64(block), rejection.module, rejection.name, rejection.detail, id])
+                    """).execute(arguments: [Int64(block), rejection.module, rejection.name, rejection.detail, id])
             }
         }
     }
@@ -60,7 +60,7 @@ struct LedgerStateMachine {
             throw LedgerRejection("System", "BadProof", "the payload is not a call for this ledger")
         }
         let account = Data(signer.bytes)
-        let expected = try Int64.fetchOne(db, sql: "SELECT nonce FROM accounts WHERE account = ?", arguments: [account]) ?? 0
+        let expected = try Int64.fetchOne(db.cachedStatement(sql: "SELECT nonce FROM accounts WHERE account = ?"), arguments: [account]) ?? 0
         guard Int64(nonce) == expected else {
             throw LedgerRejection("System", nonce < expected ? "Stale" : "Future", "nonce \(nonce), expected \(expected)")
         }
@@ -74,14 +74,14 @@ struct LedgerStateMachine {
     }
 
     private func twinID(_ db: Database, of signer: Ed25519PublicKey) throws -> Int64 {
-        guard let id = try Int64.fetchOne(db, sql: "SELECT id FROM twins WHERE account = ?", arguments: [Data(signer.bytes)]) else {
+        guard let id = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM twins WHERE account = ?"), arguments: [Data(signer.bytes)]) else {
             throw LedgerRejection("TfgridModule", "TwinNotExists", "the signing account has no twin; create one first")
         }
         return id
     }
 
     private func nodeID(_ db: Database, ofTwin twin: Int64) throws -> Int64 {
-        guard let id = try Int64.fetchOne(db, sql: "SELECT id FROM nodes WHERE twin_id = ?", arguments: [twin]) else {
+        guard let id = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM nodes WHERE twin_id = ?"), arguments: [twin]) else {
             throw LedgerRejection("TfgridModule", "NodeNotExists", "twin \(twin) has no registered node")
         }
         return id
@@ -103,10 +103,10 @@ struct LedgerStateMachine {
     private mutating func dispatch(_ db: Database, call: ChainCall, signer: Ed25519PublicKey, tx: Int64) throws {
         switch call {
         case .createTwin:
-            if try Int64.fetchOne(db, sql: "SELECT id FROM twins WHERE account = ?", arguments: [Data(signer.bytes)]) != nil {
+            if try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM twins WHERE account = ?"), arguments: [Data(signer.bytes)]) != nil {
                 throw LedgerRejection("TfgridModule", "TwinWithSameAccountIdExists", "this account already has a twin")
             }
-            try db.execute(sql: "INSERT INTO twins(account, created_block) VALUES (?, ?)", arguments: [Data(signer.bytes), Int64(block)])
+            try db.cachedStatement(sql: "INSERT INTO twins(account, created_block) VALUES (?, ?)").execute(arguments: [Data(signer.bytes), Int64(block)])
             emit(.twinStored(Twin(id: UInt32(db.lastInsertedRowID), publicKey: signer)), tx: tx)
 
         case .createFarm(let name):
@@ -115,19 +115,19 @@ struct LedgerStateMachine {
                   name.utf8.allSatisfy({ $0 == 45 || $0 == 95 || (48...57).contains($0) || (65...90).contains($0) || (97...122).contains($0) }) else {
                 throw LedgerRejection("TfgridModule", "InvalidFarmName", "farm names are 1-40 characters of a-z, A-Z, 0-9, _ and -")
             }
-            if try Int64.fetchOne(db, sql: "SELECT id FROM farms WHERE name = ?", arguments: [name]) != nil {
+            if try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM farms WHERE name = ?"), arguments: [name]) != nil {
                 throw LedgerRejection("TfgridModule", "FarmExists", "a farm named \(name) exists")
             }
-            try db.execute(sql: "INSERT INTO farms(name, twin_id) VALUES (?, ?)", arguments: [name, twin])
+            try db.cachedStatement(sql: "INSERT INTO farms(name, twin_id) VALUES (?, ?)").execute(arguments: [name, twin])
             emit(.farmStored(id: UInt32(db.lastInsertedRowID), name: name, twinID: UInt32(twin)), tx: tx)
 
         case .createNode(let farmID, let resources):
             let twin = try twinID(db, of: signer)
             try Self.checkResources(resources)
-            guard try Int64.fetchOne(db, sql: "SELECT id FROM farms WHERE id = ?", arguments: [Int64(farmID)]) != nil else {
+            guard try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM farms WHERE id = ?"), arguments: [Int64(farmID)]) != nil else {
                 throw LedgerRejection("TfgridModule", "FarmNotExists", "farm \(farmID) does not exist")
             }
-            if try Int64.fetchOne(db, sql: "SELECT id FROM nodes WHERE twin_id = ?", arguments: [twin]) != nil {
+            if try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM nodes WHERE twin_id = ?"), arguments: [twin]) != nil {
                 throw LedgerRejection("TfgridModule", "NodeWithTwinIdExists", "twin \(twin) already registered a node")
             }
             try db.execute(sql: "INSERT INTO nodes(farm_id, twin_id, hru, sru, cru, mru, created_block) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -138,7 +138,7 @@ struct LedgerStateMachine {
         case .updateNode(let nodeID, let resources):
             let twin = try twinID(db, of: signer)
             try Self.checkResources(resources)
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM nodes WHERE id = ?", arguments: [Int64(nodeID)]) else {
+            guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM nodes WHERE id = ?"), arguments: [Int64(nodeID)]) else {
                 throw LedgerRejection("TfgridModule", "NodeNotExists", "node \(nodeID) does not exist")
             }
             guard row["twin_id"] as Int64 == twin else {
@@ -156,17 +156,17 @@ struct LedgerStateMachine {
             guard data.count <= NodeContract.maxDeploymentData else {
                 throw LedgerRejection("SmartContractModule", "DeploymentDataTooLong", "\(data.count) bytes, at most \(NodeContract.maxDeploymentData)")
             }
-            guard try Int64.fetchOne(db, sql: "SELECT id FROM nodes WHERE id = ?", arguments: [Int64(nodeID)]) != nil else {
+            guard try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM nodes WHERE id = ?"), arguments: [Int64(nodeID)]) != nil else {
                 throw LedgerRejection("SmartContractModule", "NodeNotExists", "node \(nodeID) does not exist")
             }
             if try Int64.fetchOne(db, sql: "SELECT id FROM contracts WHERE node_id = ? AND deployment_hash = ? AND state != 1",
                                   arguments: [Int64(nodeID), hash]) != nil {
                 throw LedgerRejection("SmartContractModule", "ContractIsNotUnique", "an active contract with this hash exists on node \(nodeID)")
             }
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 INSERT INTO contracts(version, twin_id, node_id, deployment_hash, deployment_data, public_ips, state, created_block, billed_until)
                 VALUES (4, ?, ?, ?, ?, ?, 0, ?, ?)
-                """, arguments: [twin, Int64(nodeID), hash, Data(data), Int64(publicIPs), Int64(block), Int64(block)])
+                """).execute(arguments: [twin, Int64(nodeID), hash, Data(data), Int64(publicIPs), Int64(block), Int64(block)])
             if let contract = try LedgerRows.contract(db, id: UInt64(db.lastInsertedRowID)) {
                 emit(.contractCreated(contract), tx: tx)
             }
@@ -189,7 +189,7 @@ struct LedgerStateMachine {
             let twin = try twinID(db, of: signer)
             let contract = try ownedContract(db, id: contractID, twin: twin, action: "Cancel")
             try billOutstanding(db, contractID: contractID, bestEffort: true, tx: tx)
-            try db.execute(sql: "UPDATE contracts SET state = 1, cause = 0, grace_since = NULL WHERE id = ?", arguments: [Int64(contractID)])
+            try db.cachedStatement(sql: "UPDATE contracts SET state = 1, cause = 0, grace_since = NULL WHERE id = ?").execute(arguments: [Int64(contractID)])
             emit(.nodeContractCanceled(contractID: contractID, nodeID: contract.node.nodeID, twinID: contract.twinID), tx: tx)
 
         case .reportUptime(let uptime, let hint):
@@ -257,14 +257,14 @@ struct LedgerStateMachine {
     }
 
     private mutating func faucet(_ db: Database, twin: UInt32, amount: UInt64, tx: Int64) throws {
-        guard let balance = try Int64.fetchOne(db, sql: "SELECT balance FROM twins WHERE id = ?", arguments: [Int64(twin)]) else {
+        guard let balance = try Int64.fetchOne(db.cachedStatement(sql: "SELECT balance FROM twins WHERE id = ?"), arguments: [Int64(twin)]) else {
             throw LedgerRejection("TfgridModule", "TwinNotExists", "twin \(twin) does not exist")
         }
         let (sum, overflow) = balance.addingReportingOverflow(Int64(clamping: amount))
         guard !overflow, amount <= UInt64(Int64.max) else {
             throw LedgerRejection("Balances", "Overflow", "balance \(balance) + \(amount) exceeds the largest balance \(Int64.max)")
         }
-        try db.execute(sql: "UPDATE twins SET balance = ? WHERE id = ?", arguments: [sum, Int64(twin)])
+        try db.cachedStatement(sql: "UPDATE twins SET balance = ? WHERE id = ?").execute(arguments: [sum, Int64(twin)])
         emit(.transfer(to: twin, amount: amount), tx: tx)
     }
 
@@ -282,34 +282,34 @@ struct LedgerStateMachine {
                                        arguments: [Int64(block) - Int64(parameters.gracePeriodBlocks)])
         for row in expired {
             let contract = LedgerRows.contract(row)
-            try db.execute(sql: "UPDATE contracts SET state = 1, cause = 1 WHERE id = ?", arguments: [Int64(contract.id)])
+            try db.cachedStatement(sql: "UPDATE contracts SET state = 1, cause = 1 WHERE id = ?").execute(arguments: [Int64(contract.id)])
             emit(.nodeContractCanceled(contractID: contract.id, nodeID: contract.node.nodeID, twinID: contract.twinID), tx: nil)
         }
     }
 
     /// `bestEffort` (on cancel): take what the twin has, never move to grace.
     private mutating func billOutstanding(_ db: Database, contractID: UInt64, bestEffort: Bool, tx: Int64?) throws {
-        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM contracts WHERE id = ?", arguments: [Int64(contractID)]) else { return }
+        guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM contracts WHERE id = ?"), arguments: [Int64(contractID)]) else { return }
         let contract = LedgerRows.contract(row)
         let billedUntil = UInt64(row["billed_until"] as Int64)
         guard block > billedUntil else { return }
         let amount = parameters.cost(used: LedgerRows.used(row), publicIPs: contract.node.publicIPs, blocks: block - billedUntil)
-        let balance = UInt64(try Int64.fetchOne(db, sql: "SELECT balance FROM twins WHERE id = ?", arguments: [Int64(contract.twinID)]) ?? 0)
+        let balance = UInt64(try Int64.fetchOne(db.cachedStatement(sql: "SELECT balance FROM twins WHERE id = ?"), arguments: [Int64(contract.twinID)]) ?? 0)
         if balance >= amount || bestEffort {
             let charged = min(balance, amount)
-            try db.execute(sql: "UPDATE twins SET balance = balance - ? WHERE id = ?", arguments: [Int64(charged), Int64(contract.twinID)])
-            try db.execute(sql: "UPDATE contracts SET billed_until = ? WHERE id = ?", arguments: [Int64(block), Int64(contractID)])
+            try db.cachedStatement(sql: "UPDATE twins SET balance = balance - ? WHERE id = ?").execute(arguments: [Int64(charged), Int64(contract.twinID)])
+            try db.cachedStatement(sql: "UPDATE contracts SET billed_until = ? WHERE id = ?").execute(arguments: [Int64(block), Int64(contractID)])
             if charged > 0 {
                 try db.execute(sql: "INSERT OR REPLACE INTO bills(contract_id, block, amount) VALUES (?, ?, ?)",
                                arguments: [Int64(contractID), Int64(block), Int64(charged)])
                 emit(.contractBilled(contractID: contractID, amount: charged), tx: tx)
             }
             if case .gracePeriod = contract.state, !bestEffort {
-                try db.execute(sql: "UPDATE contracts SET state = 0, grace_since = NULL WHERE id = ?", arguments: [Int64(contractID)])
+                try db.cachedStatement(sql: "UPDATE contracts SET state = 0, grace_since = NULL WHERE id = ?").execute(arguments: [Int64(contractID)])
                 emit(.contractGracePeriodEnded(contractID: contractID, nodeID: contract.node.nodeID, twinID: contract.twinID), tx: tx)
             }
         } else if case .created = contract.state {
-            try db.execute(sql: "UPDATE contracts SET state = 2, grace_since = ? WHERE id = ?", arguments: [Int64(block), Int64(contractID)])
+            try db.cachedStatement(sql: "UPDATE contracts SET state = 2, grace_since = ? WHERE id = ?").execute(arguments: [Int64(block), Int64(contractID)])
             emit(.contractGracePeriodStarted(contractID: contractID, nodeID: contract.node.nodeID, twinID: contract.twinID,
                                              blockNumber: block), tx: tx)
         }

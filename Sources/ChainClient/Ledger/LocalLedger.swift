@@ -113,6 +113,10 @@ public final class LocalLedger: GridChain, Sendable {
         try read("read contract") { db in try LedgerRows.contract(db, id: id) }
     }
 
+    public func contracts(ids: [UInt64]) async throws(ChainError) -> [Contract] {
+        try read("read contracts") { db in try LedgerRows.contracts(db, ids: ids) }
+    }
+
     public func twin(id: UInt32) async throws(ChainError) -> Twin? {
         try read("read twin") { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT id, account FROM twins WHERE id = ?", arguments: [Int64(id)]) else { return nil }
@@ -208,9 +212,9 @@ public final class LocalLedger: GridChain, Sendable {
         return try await awaitOutcome(transaction: id, call: "Balances.faucet")
     }
 
-    /// Signs and inserts the transaction. The nonce is the account's next one counting its queued
+    /// Signs and queues a call without waiting (batch submitters use this with `awaitOutcome`). The nonce is the account's next one counting its queued
     /// transactions, chosen inside the write lock so concurrent submitters never collide.
-    func enqueue(_ call: ChainCall, signer: Ed25519KeyPair) throws(ChainError) -> Int64 {
+    public func enqueue(_ call: ChainCall, signer: Ed25519KeyPair) throws(ChainError) -> Int64 {
         let callJSON: Data
         do { callJSON = try JSONEncoder().encode(call) } catch { throw .invalidInput("cannot encode \(call.name): \(error)") }
         let genesis = genesisHash
@@ -233,7 +237,7 @@ public final class LocalLedger: GridChain, Sendable {
         }
     }
 
-    func awaitOutcome(transaction id: Int64, call: String) async throws(ChainError) -> Inclusion {
+    public func awaitOutcome(transaction id: Int64, call: String) async throws(ChainError) -> Inclusion {
         let timeoutSeconds = Double(parameters.blockTimeMilliseconds) * 5 / 1000 + 10
         let deadline = ContinuousClock.now + .milliseconds(Int(timeoutSeconds * 1000))
         let poll = Duration.milliseconds(max(2, min(parameters.blockTimeMilliseconds / 5, 200)))

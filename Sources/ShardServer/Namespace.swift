@@ -398,12 +398,15 @@ final class Namespace: Sendable {
 
     /// Flags a key's current version as corrupt (a GET, CHECK or the scrub found its CRC wrong),
     /// unless it was overwritten meanwhile.
-    func markCorrupt(key: [UInt8], sequence: UInt64) {
+    /// Returns whether the entry was newly flagged.
+    @discardableResult
+    func markCorrupt(key: [UInt8], sequence: UInt64) -> Bool {
         state.withLock { state in
-            guard var entry = state.index[key], entry.sequence == sequence, !entry.corrupt else { return }
+            guard var entry = state.index[key], entry.sequence == sequence, !entry.corrupt else { return false }
             entry.corrupt = true
             state.index[key] = entry
             state.corruptEntries += 1
+            return true
         }
     }
 
@@ -521,10 +524,7 @@ final class Namespace: Sendable {
                         guard let entry = state.index[key] else { return false }
                         return entry.segmentID == id && entry.offset == at
                     }
-                    if isLive {
-                        markCorrupt(key: key, sequence: header.sequence)
-                        found += 1
-                    }
+                    if isLive && markCorrupt(key: key, sequence: header.sequence) { found += 1 }
                 }
                 position = at + header.totalLength
                 spent += header.totalLength

@@ -35,6 +35,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 shard_port=$(free_port)
 "$BIN" shard-server --listen "127.0.0.1:$shard_port" --data "$work/shard" --fsync never --log-level error \
+  --threads "${SHARD_THREADS:-0}" \
   > "$work/shard.out" 2>&1 &
 shard_pid=$!
 redis_port=$(free_port)

@@ -36,6 +36,9 @@ struct ShardServerCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Close connections idle for this many seconds (0: never).")
     var idleTimeout: Int = 300
 
+    @Option(name: .long, help: "Event loop threads (0: one per core).")
+    var threads: Int = 0
+
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -78,7 +81,7 @@ struct ShardServerCommand: AsyncParsableCommand {
         }
         let config = ShardServerConfig(host: host, port: port, dataDirectory: data, adminPassword: password,
                                        fsync: policy, maxClients: maxClients,
-                                       idleTimeoutSeconds: idleTimeout > 0 ? idleTimeout : nil)
+                                       idleTimeoutSeconds: idleTimeout > 0 ? idleTimeout : nil, threads: max(0, threads))
         let service = ShardServerService(config: config, logger: logger) { boundPort in
             // Unbuffered: tests and scripts wait for this line to learn the port.
             FileHandle.standardOutput.write(Data("shard-server listening on \(host):\(boundPort)\n".utf8))

@@ -197,3 +197,10 @@ int64_t nshim_filesystem_type(const char *path) {
     if (statfs(path, &info) < 0) return -errno;
     return (int64_t)info.f_type;
 }
+
+int nshim_pidfd_open(pid_t pid) {
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+    return neg_errno(syscall(SYS_pidfd_open, pid, 0));
+}

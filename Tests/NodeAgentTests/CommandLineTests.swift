@@ -103,31 +103,48 @@ import Testing
         let ws = try workspace()
         defer { try? FileManager.default.removeItem(atPath: ws.dir) }
         #expect(try Self.run(["init", "--config", ws.config, "--state-dir", ws.state, "--ledger", ws.dir + "/ledger.sqlite"]).status == 0)
-        let (agent, _, agentErr) = try Self.start(["run", "--config", ws.config])
+        // The agent logs to a file, so the test can watch it without blocking on a pipe.
+        let logPath = ws.dir + "/agent.log"
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let agent = Process()
+        agent.executableURL = URL(fileURLWithPath: Self.binary)
+        agent.arguments = ["run", "--config", ws.config]
+        agent.standardOutput = FileHandle.nullDevice
+        agent.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        try agent.run()
         defer { if agent.isRunning { kill(agent.processIdentifier, SIGKILL) } }
+        func log() -> String { String(decoding: FileManager.default.contents(atPath: logPath) ?? Data(), as: UTF8.self) }
 
-        // Wait (bounded) until the agent holds its lock, then a second agent must be refused.
-        var refused: Result?
-        for _ in 0..<100 {
-            try await Task.sleep(for: .milliseconds(50))
-            let second = try Self.run(["run", "--config", ws.config])
-            if second.stderr.contains("already running") {
-                refused = second
-                break
-            }
-        }
+        // Wait (bounded) until the agent has started and so holds its lock; a second agent must then
+        // be refused. (Starting the second earlier races the first for the lock on a loaded machine.)
+        for _ in 0..<200 where !log().contains("node-agent started") { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(log().contains("node-agent started"), "agent did not start within 10 s: \(log())")
+        let second = Process()
+        second.executableURL = URL(fileURLWithPath: Self.binary)
+        second.arguments = ["run", "--config", ws.config]
+        let secondErr = Pipe()
+        second.standardOutput = FileHandle.nullDevice
+        second.standardError = secondErr
+        try second.run()
+        // Bounded: a second agent that wrongly started is killed instead of hanging the suite.
+        for _ in 0..<200 where second.isRunning { try await Task.sleep(for: .milliseconds(50)) }
+        if second.isRunning { kill(second.processIdentifier, SIGKILL) }
+        second.waitUntilExit()
+        let secondLog = String(decoding: secondErr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let refused: Result? = secondLog.contains("already running") ? Result(status: second.terminationStatus, stdout: "", stderr: secondLog) : nil
         #expect(refused?.status == 1)
         #expect(agent.isRunning)
 
         kill(agent.processIdentifier, SIGTERM)
         for _ in 0..<100 where agent.isRunning { try await Task.sleep(for: .milliseconds(50)) }
         #expect(!agent.isRunning, "agent did not stop within 5 s of SIGTERM")
+        if agent.isRunning { kill(agent.processIdentifier, SIGKILL) }
         agent.waitUntilExit()
         #expect(agent.terminationStatus == 0)
-        let log = String(decoding: agentErr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(log.contains("msg=\"node-agent started\""))
-        #expect(log.contains("msg=\"node-agent stopped\""))
-        #expect(!log.contains(try String(contentsOfFile: ws.state + "/identity.key", encoding: .utf8)
+        let finalLog = log()
+        #expect(finalLog.contains("msg=\"node-agent started\""))
+        #expect(finalLog.contains("msg=\"node-agent stopped\""))
+        #expect(!finalLog.contains(try String(contentsOfFile: ws.state + "/identity.key", encoding: .utf8)
             .split(separator: "\n").first { $0.hasPrefix("seed=") }.map { String($0.dropFirst(5)) } ?? "no-seed"))
     }
 }

@@ -22,6 +22,8 @@
 #define NSHIM_RESOLVE_BENEATH       0x08
 #define NSHIM_RESOLVE_IN_ROOT       0x10
 
+#define NSHIM_O_PATH 010000000
+
 #define NSHIM_PR_SET_PDEATHSIG     1
 #define NSHIM_PR_GET_SECCOMP       21
 #define NSHIM_PR_SET_NO_NEW_PRIVS  38
@@ -81,5 +83,10 @@ int nshim_clock_synchronized(void);
 
 /// statfs(2) f_type of `path` (a filesystem magic number), or -errno.
 int64_t nshim_filesystem_type(const char *path);
+
+/// pidfd_open(2): a descriptor that becomes readable when the process exits; -errno on failure.
+int nshim_pidfd_open(pid_t pid);
+
+#include "CNodeShimContainer.h"
 
 #endif

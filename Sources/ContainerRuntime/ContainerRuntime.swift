@@ -1,2 +1,0 @@
-// Namespaces, cgroups, capabilities, seccomp and images. Lands with the container runtime issue.
-enum ContainerRuntimeModule {}

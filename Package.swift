@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "node-agent", targets: ["NodeAgent"]),
         .executable(name: "grid-twin", targets: ["GridTwin"]),
         .executable(name: "ledger-bench", targets: ["LedgerBench"]),
+        .executable(name: "tfchain-bench", targets: ["TFChainBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -17,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.0.0"),
+        // WebSocket client for TFChain's JSON-RPC (SwiftNIO based).
+        .package(url: "https://github.com/hummingbird-project/swift-websocket.git", from: "1.6.0"),
     ],
     targets: [
         // System libraries from Debian's -dev packages.
@@ -24,6 +27,8 @@ let package = Package(
         .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
         .systemLibrary(name: "CCap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        // xxHash for Substrate's twox128/twox64 storage hashers.
+        .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
         // Syscalls Swift's Glibc module cannot reach, and everything that runs between fork and exec.
         .target(name: "CNodeShim"),
 
@@ -31,7 +36,8 @@ let package = Package(
         .target(name: "GridTypes", dependencies: ["CSodium"]),
         // Chain access (embedded ledger, TFChain).
         .target(name: "ChainClient", dependencies: [
-            "GridTypes",
+            "GridTypes", "CXXHash",
+            .product(name: "WSClient", package: "swift-websocket"),
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -69,10 +75,12 @@ let package = Package(
         ),
         // Benchmarks (bench/): programs that print figures.
         .executableTarget(name: "LedgerBench", dependencies: ["ChainClient", "Provisioner", "GridTypes"], path: "bench/LedgerBench"),
+        .executableTarget(name: "TFChainBench", dependencies: ["ChainClient", "GridTypes"], path: "bench/TFChainBench"),
 
         .testTarget(name: "GridTypesTests", dependencies: ["GridTypes", "CSodium"]),
         .testTarget(name: "NodeShimTests", dependencies: ["CNodeShim"]),
-        .testTarget(name: "ChainClientTests", dependencies: ["ChainClient", "GridTypes"]),
+        .testTarget(name: "ChainClientTests", dependencies: ["ChainClient", "GridTypes"],
+                    exclude: ["tfchain_double", "Fixtures"]),
         .testTarget(name: "ProvisionerTests", dependencies: ["Provisioner", "ChainClient", "GridTypes"]),
         .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "GridTypes", "ChainClient", "Provisioner", "TOMLKit"]),
     ],

@@ -18,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.0.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.0.0"),
         // WebSocket client for TFChain's JSON-RPC (SwiftNIO based).
         .package(url: "https://github.com/hummingbird-project/swift-websocket.git", from: "1.6.0"),
     ],
@@ -31,6 +33,8 @@ let package = Package(
         .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
         // Syscalls Swift's Glibc module cannot reach, and everything that runs between fork and exec.
         .target(name: "CNodeShim"),
+        // CRC32-C for the shard store (SSE4.2 when the CPU has it).
+        .target(name: "CCRC32C"),
 
         // Shared grid types: keys, hashes, addresses.
         .target(name: "GridTypes", dependencies: ["CSodium"]),
@@ -50,7 +54,16 @@ let package = Package(
         // Isolated containers.
         .target(name: "ContainerRuntime", dependencies: ["GridTypes", "CNodeShim", "CSeccomp", "CCap"]),
         // 0-db compatible shard store.
-        .target(name: "ShardServer", dependencies: ["GridTypes"]),
+        .target(
+            name: "ShardServer",
+            dependencies: [
+                "GridTypes", "CCRC32C",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Capacity, uptime and usage reports.
         .target(name: "CapacityReporter", dependencies: ["GridTypes", "ChainClient"]),
         // The daemon and the `node-agent` command line.
@@ -83,6 +96,15 @@ let package = Package(
                     exclude: ["tfchain_double", "Fixtures"]),
         .testTarget(name: "ProvisionerTests", dependencies: ["Provisioner", "ChainClient", "GridTypes"]),
         .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "GridTypes", "ChainClient", "Provisioner", "TOMLKit"]),
+        .testTarget(
+            name: "ShardServerTests",
+            dependencies: [
+                "ShardServer", "GridTypes",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,141 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import Synchronization
+
+/// The namespaces under one data directory. Each namespace is a sub-directory
+/// (`DATA/NAME/settings.json` and `seg-NNNNNNNN.dat` files); `DATA/.lock` keeps a second server off
+/// the same directory, and `DATA/.trash` holds deleted namespaces until their files are gone.
+final class ShardStore: Sendable {
+    static let defaultNamespace = "default"
+
+    let root: String
+    let limits: StoreLimits
+    private let logger: Logger
+    private let namespaces: Mutex<[String: Namespace]>
+    /// The flock on DATA/.lock; -1 once released.
+    private let lockFD: Mutex<Int32>
+
+    private init(root: String, limits: StoreLimits, logger: Logger, namespaces: [String: Namespace], lockFD: Int32) {
+        self.root = root
+        self.limits = limits
+        self.logger = logger
+        self.namespaces = Mutex(namespaces)
+        self.lockFD = Mutex(lockFD)
+    }
+
+    deinit { close() }
+
+    /// Releases the data directory for another server (stop, then start again in one process).
+    func close() {
+        lockFD.withLock { fd in
+            if fd >= 0 {
+                Glibc.close(fd)
+                fd = -1
+            }
+        }
+    }
+
+    static func open(root: String, limits: StoreLimits, logger: Logger) throws -> ShardStore {
+        try FileIO.makeDirectory(root)
+        let lockPath = root + "/.lock"
+        let fd = try FileIO.open(lockPath, flags: O_RDWR | O_CREAT)
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let err = errno
+            Glibc.close(fd)
+            throw ShardServerError.io(operation: "lock (is another shard server using this data directory?)",
+                                      path: lockPath, errno: err)
+        }
+        do {
+            let trash = root + "/.trash"
+            if FileIO.exists(trash) { try FileIO.removeTree(trash) }
+            var loaded: [String: Namespace] = [:]
+            for name in try FileIO.listDirectory(root).sorted() where validateName(name) == nil {
+                let dir = root + "/" + name
+                guard FileIO.isDirectory(dir), FileIO.exists(dir + "/" + Namespace.settingsFile) else { continue }
+                loaded[name] = try Namespace.open(name: name, directory: dir, limits: limits, logger: logger)
+            }
+            if loaded[defaultNamespace] == nil {
+                loaded[defaultNamespace] = try Namespace.create(
+                    name: defaultNamespace, directory: root + "/" + defaultNamespace, limits: limits,
+                    settings: NamespaceSettings(), logger: logger)
+                try FileIO.syncDirectory(root)
+            }
+            return ShardStore(root: root, limits: limits, logger: logger, namespaces: loaded, lockFD: fd)
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+    }
+
+    /// nil when `name` may name a namespace, else why not. Names become directory names.
+    static func validateName(_ name: String) -> String? {
+        let bytes = Array(name.utf8)
+        if bytes.isEmpty { return "empty" }
+        if bytes.count > 128 { return "longer than 128 bytes" }
+        if bytes.first == UInt8(ascii: ".") { return "starts with a dot" }
+        for b in bytes {
+            let ok = (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
+                || b == UInt8(ascii: "-") || b == UInt8(ascii: "_") || b == UInt8(ascii: ".")
+            if !ok { return "only letters, digits, '-', '_' and '.' are allowed" }
+        }
+        return nil
+    }
+
+    func namespace(_ name: String) -> Namespace? { namespaces.withLock { $0[name] } }
+
+    func names() -> [String] { namespaces.withLock { $0.keys.sorted() } }
+
+    func all() -> [Namespace] { namespaces.withLock { Array($0.values) } }
+
+    func create(name: String, settings: NamespaceSettings) throws -> Namespace {
+        if let problem = Self.validateName(name) { throw ShardServerError.invalidNamespaceName(name, reason: problem) }
+        // Creation does disk I/O under the registry lock; it is rare and keeps two NSNEWs of one
+        // name from racing.
+        return try namespaces.withLock { table in
+            if table[name] != nil { throw ShardServerError.namespaceExists(name) }
+            let dir = root + "/" + name
+            if FileIO.exists(dir) { try FileIO.removeTree(dir) }  // leftovers of a crashed creation
+            let namespace = try Namespace.create(name: name, directory: dir, limits: limits, settings: settings,
+                                                 logger: logger)
+            try FileIO.syncDirectory(root)
+            table[name] = namespace
+            return namespace
+        }
+    }
+
+    /// Removes a namespace: it disappears at once for new lookups, sessions still on it get an
+    /// error on their next command, and its files go to the trash and are removed. Readers still
+    /// holding a segment keep their descriptors until they finish.
+    func delete(name: String) throws {
+        if name == Self.defaultNamespace { throw ShardServerError.refused("Cannot remove default namespace") }
+        let namespace: Namespace = try namespaces.withLock { table in
+            guard let ns = table.removeValue(forKey: name) else { throw ShardServerError.namespaceMissing(name) }
+            return ns
+        }
+        namespace.markRemoved()
+        let trash = root + "/.trash"
+        try FileIO.makeDirectory(trash)
+        var target = trash + "/" + name
+        var n = 0
+        while FileIO.exists(target) && n < 1000 { n += 1; target = trash + "/" + name + "." + String(n) }
+        guard rename(namespace.directory, target) == 0 else {
+            throw ShardServerError.io(operation: "rename to trash", path: namespace.directory, errno: errno)
+        }
+        try FileIO.syncDirectory(root)
+        do { try FileIO.removeTree(target) } catch {
+            // The namespace is gone either way; the trash is emptied again at the next start.
+            logger.warning("could not empty the trash", metadata: ["path": "\(target)", "error": "\(error)"])
+        }
+    }
+
+    /// fsync of every namespace written since its last sync.
+    func syncAll() {
+        for namespace in all() {
+            do { try namespace.syncIfNeeded() } catch {
+                logger.error("fsync failed", metadata: ["namespace": "\(namespace.name)", "error": "\(error)"])
+            }
+        }
+    }
+}

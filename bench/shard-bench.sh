@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# GET and SET throughput of the ShardServer against redis-server, measured in the same run with
+# redis-benchmark on loopback: 4 KiB and 1 MiB values, 1 and 16 clients. Prints requests/s, MB/s,
+# the ratio shard/redis and the shard server's RSS.
+# Targets (issue 7): GET 1 MiB >= 1.5x redis-server, GET 4 KiB >= 1.0x.
+#
+#   bench/shard-bench.sh            # builds node-agent in release mode into .build-bench first
+#   BIN=/path/to/node-agent bench/shard-bench.sh
+#
+# Note: redis-benchmark SETs the same value again and again; the ShardServer answers nil for an
+# unchanged value without writing (as 0-db does), so SET figures after the first pass per key
+# measure the CRC check, not the disk. Both servers run without persistence waits (fsync=never,
+# redis with no RDB/AOF).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v redis-benchmark >/dev/null || { echo "shard-bench: redis-benchmark missing (apt-get install redis-tools)" >&2; exit 1; }
+command -v redis-server >/dev/null || { echo "shard-bench: redis-server missing (apt-get install redis-server)" >&2; exit 1; }
+
+BIN=${BIN:-}
+if [ -z "$BIN" ]; then
+  swift build -c release --scratch-path .build-bench --product node-agent >&2
+  BIN=.build-bench/release/node-agent
+fi
+
+work=$(mktemp -d /tmp/shard-bench.XXXXXX)
+shard_pid=""; redis_pid=""
+cleanup() {
+  [ -n "$shard_pid" ] && kill "$shard_pid" 2>/dev/null && wait "$shard_pid" 2>/dev/null || true
+  [ -n "$redis_pid" ] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+
+shard_port=$(free_port)
+"$BIN" shard-server --listen "127.0.0.1:$shard_port" --data "$work/shard" --fsync never --log-level error \
+  --threads "${SHARD_THREADS:-0}" \
+  > "$work/shard.out" 2>&1 &
+shard_pid=$!
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+  --dir "$work" > "$work/redis.out" 2>&1 &
+redis_pid=$!
+
+for _ in $(seq 1 100); do
+  redis-cli -p "$shard_port" PING >/dev/null 2>&1 && redis-cli -p "$redis_port" PING >/dev/null 2>&1 && break
+  sleep 0.1
+done
+redis-cli -p "$shard_port" PING >/dev/null || { echo "shard-bench: shard server did not start:"; cat "$work/shard.out"; exit 1; } >&2
+
+# rps TEST PORT SIZE CLIENTS REQUESTS -> requests per second (redis-benchmark --csv)
+rps() {
+  timeout 300 redis-benchmark -h 127.0.0.1 -p "$2" -t "$1" -d "$3" -c "$4" -n "$5" -r 100 --csv 2>/dev/null \
+    | awk -F'","' -v t="$(echo "$1" | tr a-z A-Z)" 'index($1, t) { gsub(/"/, "", $2); print $2; exit }'
+}
+
+printf '%-6s %-6s %-7s %14s %14s %10s %10s %7s\n' test size clients shard_rps redis_rps shard_MB/s redis_MB/s ratio
+for size in 4096 1048576; do
+  if [ "$size" -eq 4096 ]; then n1=20000; n16=60000; label=4KiB; else n1=1500; n16=3000; label=1MiB; fi
+  for clients in 1 16; do
+    n=$([ "$clients" -eq 1 ] && echo $n1 || echo $n16)
+    # Populate both first so GETs hit stored values.
+    rps set "$shard_port" "$size" 4 400 >/dev/null; rps set "$redis_port" "$size" 4 400 >/dev/null
+    for t in get set; do
+      s=$(rps "$t" "$shard_port" "$size" "$clients" "$n"); r=$(rps "$t" "$redis_port" "$size" "$clients" "$n")
+      awk -v t="$t" -v l="$label" -v c="$clients" -v s="$s" -v r="$r" -v b="$size" 'BEGIN {
+        printf "%-6s %-6s %-7s %14.0f %14.0f %10.1f %10.1f %7.2f\n", t, l, c, s, r, s*b/1e6, r*b/1e6, (r > 0 ? s/r : 0) }'
+    done
+  done
+done
+rss_kb=$(awk '/VmRSS/ { print $2 }' "/proc/$shard_pid/status")
+redis_rss_kb=$(awk '/VmRSS/ { print $2 }' "/proc/$redis_pid/status")
+echo "shard server RSS: $((rss_kb / 1024)) MiB (redis-server: $((redis_rss_kb / 1024)) MiB)"

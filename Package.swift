@@ -88,7 +88,8 @@ let package = Package(
         ),
         // Benchmarks (bench/): programs that print figures.
         .executableTarget(name: "LedgerBench", dependencies: ["ChainClient", "Provisioner", "GridTypes"], path: "bench/LedgerBench"),
-        .executableTarget(name: "TFChainBench", dependencies: ["ChainClient", "GridTypes"], path: "bench/TFChainBench"),
+        .executableTarget(name: "TFChainBench", dependencies: ["ChainClient", "GridTypes"], path: "bench/TFChainBench",
+                         exclude: ["scalecodec_bench.py"]),
 
         .testTarget(name: "GridTypesTests", dependencies: ["GridTypes", "CSodium"]),
         .testTarget(name: "NodeShimTests", dependencies: ["CNodeShim"]),

@@ -262,8 +262,9 @@ public actor JSONRPCClient {
     }
 
     private func isStalled() -> Bool {
-        // Only a connection that should be delivering (it has subscriptions) can stall.
-        !subscriptions.isEmpty && ContinuousClock.now - lastDelivery > configuration.stallTimeout
+        // Only a connection that should be delivering steadily (a lasting subscription such as
+        // finalized heads) can stall; a one-shot extrinsic watch is quiet until inclusion.
+        subscriptions.values.contains { $0.resubscribe } && ContinuousClock.now - lastDelivery > configuration.stallTimeout
     }
 
     private func nextURL() -> String {

@@ -83,6 +83,9 @@ public actor TFChainClient: GridChain {
         return loaded
     }
 
+    /// The chain's block 0 hash: what a node id registered on this chain is tied to.
+    public func genesisHash() async throws(ChainError) -> [UInt8] { try await genesis() }
+
     func genesis() async throws(ChainError) -> [UInt8] {
         if let genesisHash { return genesisHash }
         let hash = try Self.bytes(try await rpc.request("chain_getBlockHash", [.number(0)]), "genesis hash")

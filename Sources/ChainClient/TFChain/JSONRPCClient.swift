@@ -57,6 +57,9 @@ public actor JSONRPCClient {
     private var waiters: [UInt64: Waiter] = [:]
     /// Requests written while disconnected, sent when a connection comes up.
     private var unsent: [String] = []
+    /// Ids of the requests in `unsent`: a failed connection attempt must not fail them, they
+    /// were never written and go out on the next connection.
+    private var unsentIDs: Set<UInt64> = []
     private var subscriptions: [Int: Subscription] = [:]
     private var localIDByServerID: [String: Int] = [:]
     private var writer: AsyncStream<String>.Continuation?
@@ -107,7 +110,7 @@ public actor JSONRPCClient {
         do {
             return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<JSONValue, any Error>) in
                 waiters[id] = .request(method: method, continuation)
-                send(text)
+                send(text, id: id)
             }
         } catch let error as ChainError {
             throw error
@@ -129,8 +132,13 @@ public actor JSONRPCClient {
         JSONValue.object(["jsonrpc": .string("2.0"), "id": .number(Double(id)), "method": .string(method), "params": .array(params)]).serialized()
     }
 
-    private func send(_ text: String) {
-        if let writer { writer.yield(text) } else { unsent.append(text) }
+    private func send(_ text: String, id: UInt64? = nil) {
+        if let writer {
+            writer.yield(text)
+        } else {
+            unsent.append(text)
+            if let id { unsentIDs.insert(id) }
+        }
     }
 
     // MARK: subscriptions
@@ -156,7 +164,7 @@ public actor JSONRPCClient {
         let id = nextRequestID
         nextRequestID += 1
         waiters[id] = .subscribe(localID: localID)
-        send(Self.message(id: id, method: sub.method, params: sub.params))
+        send(Self.message(id: id, method: sub.method, params: sub.params), id: id)
     }
 
     private func unsubscribe(localID: Int) {
@@ -223,6 +231,7 @@ public actor JSONRPCClient {
         logger.info("connected to TFChain node", metadata: ["url": .string(url), "connection": "\(connectionCount)"])
         for text in unsent { writer.yield(text) }
         unsent.removeAll()
+        unsentIDs.removeAll()
         for (localID, sub) in subscriptions.sorted(by: { $0.key < $1.key }) where sub.serverID == nil && !isSubscribePending(localID) {
             sendSubscribe(localID)
         }
@@ -236,7 +245,8 @@ public actor JSONRPCClient {
     /// The connection is gone: requests in flight fail (their answer cannot come), subscriptions
     /// are marked for re-subscription on the next connection, one-shot ones end with the error.
     private func disconnected(generation: Int, error: any Error) {
-        guard generation == self.generation else { return }
+        // A connection attempt that never came up has nothing in flight to fail.
+        guard generation == self.generation, writer != nil else { return }
         writer?.finish()
         writer = nil
         currentURL = nil
@@ -246,7 +256,11 @@ public actor JSONRPCClient {
     private func failAll(_ error: ChainError, subscriptionsToo: Bool) {
         let pending = waiters
         waiters.removeAll()
-        for (_, waiter) in pending {
+        for (id, waiter) in pending {
+            if !subscriptionsToo, unsentIDs.contains(id) {
+                waiters[id] = waiter   // still queued: it goes out on the next connection
+                continue
+            }
             if case .request(_, let continuation) = waiter { continuation.resume(throwing: error) }
         }
         localIDByServerID.removeAll()

@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "grid-twin", targets: ["GridTwin"]),
         .executable(name: "ledger-bench", targets: ["LedgerBench"]),
         .executable(name: "runtime-bench", targets: ["RuntimeBench"]),
+        .executable(name: "tfchain-bench", targets: ["TFChainBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -20,6 +21,8 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.0.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.0.0"),
+        // WebSocket client for TFChain's JSON-RPC (SwiftNIO based).
+        .package(url: "https://github.com/hummingbird-project/swift-websocket.git", from: "1.6.0"),
     ],
     targets: [
         // System libraries from Debian's -dev packages.
@@ -27,6 +30,8 @@ let package = Package(
         .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
         .systemLibrary(name: "CCap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        // xxHash for Substrate's twox128/twox64 storage hashers.
+        .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
         // Syscalls Swift's Glibc module cannot reach, and everything that runs between fork and exec.
         .target(name: "CNodeShim"),
         // CRC32-C for the shard store (SSE4.2 when the CPU has it).
@@ -36,7 +41,8 @@ let package = Package(
         .target(name: "GridTypes", dependencies: ["CSodium"]),
         // Chain access (embedded ledger, TFChain).
         .target(name: "ChainClient", dependencies: [
-            "GridTypes",
+            "GridTypes", "CXXHash",
+            .product(name: "WSClient", package: "swift-websocket"),
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -84,11 +90,14 @@ let package = Package(
         // Benchmarks (bench/): programs that print figures.
         .executableTarget(name: "LedgerBench", dependencies: ["ChainClient", "Provisioner", "GridTypes"], path: "bench/LedgerBench"),
         .executableTarget(name: "RuntimeBench", dependencies: ["ContainerRuntime"], path: "bench/RuntimeBench"),
+        .executableTarget(name: "TFChainBench", dependencies: ["ChainClient", "GridTypes"], path: "bench/TFChainBench",
+                         exclude: ["scalecodec_bench.py"]),
 
         .testTarget(name: "GridTypesTests", dependencies: ["GridTypes", "CSodium"]),
         .testTarget(name: "NodeShimTests", dependencies: ["CNodeShim"]),
         .testTarget(name: "ContainerRuntimeTests", dependencies: ["ContainerRuntime"]),
-        .testTarget(name: "ChainClientTests", dependencies: ["ChainClient", "GridTypes"]),
+        .testTarget(name: "ChainClientTests", dependencies: ["ChainClient", "GridTypes"],
+                    exclude: ["tfchain_double", "Fixtures"]),
         .testTarget(name: "ProvisionerTests", dependencies: ["Provisioner", "ChainClient", "GridTypes"]),
         .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "GridTypes", "ChainClient", "Provisioner", "TOMLKit"]),
         .testTarget(

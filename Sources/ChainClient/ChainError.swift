@@ -14,6 +14,12 @@ public enum ChainError: Error, Equatable, Sendable, CustomStringConvertible {
     case io(operation: String, path: String, errno: Int32)
     case invalidInput(String)
     case cancelled(operation: String)
+    /// SCALE input that does not match its type: where (byte offset) and what was being read.
+    case decode(type: String, position: Int, detail: String)
+    /// Runtime metadata that cannot be used: wrong version, a missing pallet, call, storage item or type.
+    case metadata(String)
+    /// A JSON-RPC error reply from a TFChain node.
+    case rpc(method: String, code: Int, message: String)
 
     public var description: String {
         switch self {
@@ -39,6 +45,12 @@ public enum ChainError: Error, Equatable, Sendable, CustomStringConvertible {
             return detail
         case .cancelled(let operation):
             return "\(operation) was cancelled (the program is shutting down)"
+        case .decode(let type, let position, let detail):
+            return "cannot decode \(type) at byte \(position): \(detail)"
+        case .metadata(let detail):
+            return "runtime metadata: \(detail)"
+        case .rpc(let method, let code, let message):
+            return "TFChain node refused \(method): \(message) (JSON-RPC error \(code))"
         }
     }
 }

@@ -246,16 +246,19 @@ import Testing
         // Another connection holds the write lock longer than the busy timeout.
         let holder = try LocalLedger(path: f.ledger.path)
         let release = AsyncStream<Void>.makeStream()
+        let held = AsyncStream<Void>.makeStream()
         let lockTask = Task {
             try await holder.pool.writeWithoutTransaction { db in
                 try db.execute(sql: "BEGIN IMMEDIATE")
+                held.continuation.yield()
                 let semaphore = DispatchSemaphore(value: 0)
                 Task { for await _ in release.stream { break }; semaphore.signal() }
                 semaphore.wait()
                 try db.execute(sql: "COMMIT")
             }
         }
-        try await Task.sleep(for: .milliseconds(100))
+        // Wait until the lock is really held (a fixed sleep lost the race when tests run in parallel on 2 cores).
+        for await _ in held.stream { break }
         #expect(throws: ChainError.ledgerLocked(path: f.ledger.path)) { try impatient.enqueue(.createTwin, signer: key) }
         release.continuation.yield()
         release.continuation.finish()

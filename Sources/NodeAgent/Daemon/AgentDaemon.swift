@@ -15,8 +15,7 @@ struct AgentDaemon: Service {
 
     static func openLedger(_ config: AgentConfig) throws -> LocalLedger {
         guard config.chain.backend == .local else {
-            throw NodeAgentError.backendNotAvailable(
-                "chain.backend = \"tfchain\" is not available in this build yet (it lands with the TFChain backend); use backend = \"local\"")
+            throw NodeAgentError.backendNotAvailable("the embedded ledger is used only with chain.backend = \"local\"")
         }
         return try LocalLedger(path: config.chain.ledgerPath, parameters: LedgerParameters(
             blockTimeMilliseconds: config.chain.blockTimeMilliseconds,
@@ -24,32 +23,54 @@ struct AgentDaemon: Service {
             gracePeriodBlocks: UInt64(config.chain.gracePeriodBlocks)))
     }
 
+    /// TFChain over JSON-RPC: connects in the background and loads the runtime metadata.
+    static func openTFChain(_ config: AgentConfig) async throws -> TFChainClient {
+        let client = TFChainClient(configuration: RPCConfiguration(
+            urls: config.chain.urls, stallTimeout: .seconds(config.chain.stallTimeoutSeconds)),
+            logger: Logger(label: "chain.tfchain"))
+        try await client.start()
+        return client
+    }
+
     func run() async throws {
-        let ledger = try Self.openLedger(config)
+        let chain: any GridChain
+        let chainName: String
+        var producer: BlockProducer?
+        switch config.chain.backend {
+        case .local:
+            let ledger = try Self.openLedger(config)
+            chain = ledger
+            chainName = "local:" + Hex.encode(ledger.genesisHash)
+            if config.chain.produceBlocks { producer = BlockProducer(ledger: ledger, name: "node-agent \(identity.ss58Address.prefix(8))") }
+        case .tfchain:
+            let client = try await Self.openTFChain(config)
+            chain = client
+            chainName = "tfchain:" + Hex.encode(try await client.genesisHash())
+        }
         let book = try ContractBook(path: config.node.stateDir + "/contracts.sqlite")
         logger.info("node-agent started", metadata: [
             "version": .string(NodeAgentCommand.version),
             "node_key": .string(identity.publicKey.hex),
             "address": .string(identity.ss58Address),
             "state_dir": .string(config.node.stateDir),
-            "chain": .string("local \(ledger.path)"),
+            "chain": .string(chainName),
         ])
         let registration = NodeRegistration(
-            chain: ledger, chainName: "local:" + Hex.encode(ledger.genesisHash), identity: identity,
+            chain: chain, chainName: chainName, identity: identity,
             farmID: config.node.farmID, configuredNodeID: config.node.nodeID,
             capacity: HostCapacity.measure(dataPaths: [config.node.stateDir] + config.shardServer.dataDirs),
             stateDir: config.node.stateDir, logger: logger)
-        let producer = config.chain.produceBlocks ? BlockProducer(ledger: ledger, name: "node-agent \(identity.ss58Address.prefix(8))") : nil
         let logger = self.logger
+        let producerToRun = producer
 
         await cancelWhenGracefulShutdown {
             await withTaskGroup(of: Void.self) { group in
-                if let producer {
-                    group.addTask { await producer.run() }
+                if let producerToRun {
+                    group.addTask { await producerToRun.run() }
                 }
                 group.addTask {
                     guard let record = try? await registration.registerRetrying() else { return }
-                    let watcher = ContractWatcher(chain: ledger, sink: book, nodeID: record.nodeID,
+                    let watcher = ContractWatcher(chain: chain, sink: book, nodeID: record.nodeID,
                                                   logger: Logger(label: "chain.watcher"))
                     logger.info("watching contracts", metadata: ["node_id": "\(record.nodeID)"])
                     await watcher.run()
@@ -57,6 +78,7 @@ struct AgentDaemon: Service {
                 await group.waitForAll()
             }
         }
+        if let client = chain as? TFChainClient { await client.stop() }
         logger.info("node-agent stopping")
     }
 }

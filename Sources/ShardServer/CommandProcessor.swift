@@ -21,6 +21,8 @@ struct CommandProcessor {
     private(set) var namespace: Namespace
     private(set) var writable: Bool
     private(set) var admin = false
+    /// What the last `execute` ran, for the latency histograms.
+    private(set) var lastCommand: TimedCommand = .other
     private var challenge: String?
 
     init?(server: ServerContext, eventLoop: any EventLoop, allocator: ByteBufferAllocator) {
@@ -103,6 +105,7 @@ struct CommandProcessor {
 
     mutating func execute(_ args: [ByteBuffer]) -> Reply {
         server.counters.commands.wrappingAdd(1, ordering: .relaxed)
+        lastCommand = .other
         guard let first = args.first, first.readableBytes <= 16 else { return error("Command not supported") }
         if namespace.isRemoved {
             var buffer = allocator.buffer(capacity: 80)
@@ -114,19 +117,19 @@ struct CommandProcessor {
         case "PING": return simple("PONG")
         case "TIME": return time()
         case "INFO": return info()
-        case "SET", "SETX": return set(args)
-        case "GET": return get(args)
-        case "MGET": return mget(args)
-        case "DEL": return del(args)
-        case "EXISTS": return exists(args)
-        case "CHECK": return check(args)
+        case "SET", "SETX": lastCommand = .set; return set(args)
+        case "GET": lastCommand = .get; return get(args)
+        case "MGET": lastCommand = .mget; return mget(args)
+        case "DEL": lastCommand = .del; return del(args)
+        case "EXISTS": lastCommand = .exists; return exists(args)
+        case "CHECK": lastCommand = .check; return check(args)
         case "DBSIZE": return integer(namespace.entryCount)
-        case "SCAN", "SCANX": return scan(args, forward: true)
-        case "RSCAN": return scan(args, forward: false)
+        case "SCAN", "SCANX": lastCommand = .scan; return scan(args, forward: true)
+        case "RSCAN": lastCommand = .scan; return scan(args, forward: false)
         case "KEYCUR": return keycur(args)
         case "LENGTH": return length(args)
         case "KEYTIME": return keytime(args)
-        case "PROOF": return proof(args)
+        case "PROOF": lastCommand = .proof; return proof(args)
         case "NSNEW": return nsnew(args)
         case "NSDEL": return nsdel(args)
         case "NSLIST": return nslist()
@@ -168,9 +171,34 @@ struct CommandProcessor {
         text += "data_read_bytes: \(c.bytesRead.load(ordering: .relaxed))\n"
         text += "corrupt_entries_found: \(c.corruptFound.load(ordering: .relaxed))\n"
         text += "compacted_bytes: \(c.compactedBytes.load(ordering: .relaxed))\n"
+        text += "\n# latency\n"
+        text += Self.latencyText(c.latency.snapshot())
         var buffer = allocator.buffer(capacity: text.utf8.count + 16)
         buffer.writeBulk(string: text)
         return .bytes(buffer)
+    }
+
+    /// One summary line and one bucket line per command that ran: 
+    /// `latency_get: calls=N mean_us=M p50_us=A p90_us=B p99_us=C p999_us=D max_us=E` and
+    /// `latency_get_buckets: lt1=N lt2=N lt4=N ... ge16777216=N` (non-empty buckets, upper bound in µs).
+    static func latencyText(_ histograms: [TimedCommand: LatencyHistogram]) -> String {
+        var text = ""
+        for command in TimedCommand.allCases {
+            guard let h = histograms[command], h.count > 0 else { continue }
+            text += "latency_\(command.name): calls=\(h.count) mean_us=\(UInt64(h.meanMicros.rounded()))"
+            text += " p50_us=\(h.percentileMicros(0.5)) p90_us=\(h.percentileMicros(0.9))"
+            text += " p99_us=\(h.percentileMicros(0.99)) p999_us=\(h.percentileMicros(0.999)) max_us=\(h.maxMicros)\n"
+            text += "latency_\(command.name)_buckets:"
+            for (i, n) in h.buckets.enumerated() where n > 0 {
+                if let bound = LatencyHistogram.upperBoundMicros(ofBucket: i) {
+                    text += " lt\(bound)=\(n)"
+                } else {
+                    text += " ge\(UInt64(1) << UInt64(LatencyHistogram.bucketCount - 2))=\(n)"
+                }
+            }
+            text += "\n"
+        }
+        return text
     }
 
     // MARK: - Dataset
@@ -550,6 +578,11 @@ struct CommandProcessor {
             text += "disk_size_bytes: \(info.diskSize)\n"
             text += "segments: \(info.segments)\n"
             text += "corrupt_entries: \(info.corruptEntries)\n"
+            text += "data_dir: \(String(target.directory.dropLast(target.name.utf8.count + 1)))\n"
+            switch target.recovery {
+            case .snapshot(let replayed): text += "index_recovery: snapshot, \(replayed) entries replayed\n"
+            case .rebuilt(let reason): text += "index_recovery: rebuilt from segments (\(reason.isEmpty ? "requested" : reason))\n"
+            }
             text += "mode: \(s.mode == .user ? "userkey" : "sequential")\n"
             var fs = statvfs()
             if statvfs(target.directory, &fs) == 0 {

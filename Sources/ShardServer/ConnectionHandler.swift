@@ -24,9 +24,13 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var closing = false
     private var unflushed = false
     private var counted = false
+    /// The latency shard this connection records into, and the deferred command being timed.
+    private let latencyShard: Int
+    private var pendingTiming: (command: TimedCommand, start: UInt64)?
 
     init(server: ServerContext) {
         self.server = server
+        self.latencyShard = server.counters.latency.assignShard()
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -107,7 +111,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 let start = Self.monotonicMicros()
                 let reply = processor.execute(arguments)
                 self.processor = processor
-                server.counters.latencyMicrosTotal.wrappingAdd(Self.monotonicMicros() &- start, ordering: .relaxed)
+                if case .later = reply {
+                    // Timed when the answer is ready (after fsync or the thread pool).
+                    pendingTiming = (processor.lastCommand, start)
+                } else {
+                    recordLatency(processor.lastCommand, start: start)
+                }
                 handle(reply, context: context)
             case .invalid(let text):
                 server.counters.commandsFailed.wrappingAdd(1, ordering: .relaxed)
@@ -158,6 +167,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
             flushIfNeeded(context: context)
             future.hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
                 self.waiting = false
+                if let timing = self.pendingTiming {
+                    self.pendingTiming = nil
+                    self.recordLatency(timing.command, start: timing.start)
+                }
                 switch result {
                 case .success(let reply):
                     self.handle(reply, context: context)
@@ -201,6 +214,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
             unflushed = false
             context.flush()
         }
+    }
+
+    private func recordLatency(_ command: TimedCommand, start: UInt64) {
+        let micros = Self.monotonicMicros() &- start
+        server.counters.latencyMicrosTotal.wrappingAdd(micros, ordering: .relaxed)
+        server.counters.latency.record(command, micros: micros, shard: latencyShard)
     }
 
     private static func monotonicMicros() -> UInt64 {

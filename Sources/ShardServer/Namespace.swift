@@ -47,6 +47,7 @@ final class Namespace: Sendable {
     private let state: Mutex<State>
     /// Held while a snapshot is written, so two writers never share the temporary file.
     private let snapshotWriter = Mutex(())
+    private let removedFlag = Atomic<Bool>(false)
 
     struct IndexEntry {
         var segmentID: UInt32
@@ -334,7 +335,8 @@ final class Namespace: Sendable {
     // MARK: - Settings
 
     var settings: NamespaceSettings { state.withLock { $0.settings } }
-    var isRemoved: Bool { state.withLock { $0.removed } }
+    /// Checked before every command: an atomic, so the read path takes the namespace's lock once.
+    var isRemoved: Bool { removedFlag.load(ordering: .acquiring) }
 
     func updateSettings(_ update: (inout NamespaceSettings) throws -> Void) throws {
         try state.withLock { state in
@@ -348,7 +350,10 @@ final class Namespace: Sendable {
         }
     }
 
-    func markRemoved() { state.withLock { $0.removed = true } }
+    func markRemoved() {
+        state.withLock { $0.removed = true }
+        removedFlag.store(true, ordering: .releasing)
+    }
 
     func info() -> NamespaceInfo {
         state.withLock { state in

@@ -97,13 +97,8 @@ public final class ShardServer: Sendable {
             .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 << 10, high: 1 << 20))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let pipeline = channel.pipeline.syncOperations
-                    if let idle = config.idleTimeoutSeconds {
-                        try pipeline.addHandler(IdleStateHandler(allTimeout: .seconds(Int64(idle))))
-                    }
-                    try pipeline.addHandler(ByteToMessageHandler(RESPDecoder(limits: respLimits),
-                                                                 maximumBufferSize: respLimits.maxRequestBytes + (4 << 20)))
-                    try pipeline.addHandler(ConnectionHandler(server: context))
+                    // One handler does decoding, idle timeout and commands (see ConnectionHandler).
+                    try channel.pipeline.syncOperations.addHandler(ConnectionHandler(server: context, limits: respLimits))
                 }
             }
         let channel: any Channel

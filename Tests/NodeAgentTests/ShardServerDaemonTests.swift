@@ -72,6 +72,7 @@ import Glibc
         let log = String(decoding: agentErr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(log.contains("msg=\"shard server listening\""))
         #expect(log.contains("msg=\"shard server stopped\""))
+        #expect(log.contains("generated the shard server's admin password"))
         #expect(!log.contains(password), "the admin password appeared in the log")
 
         // A second start keeps the password and the data.

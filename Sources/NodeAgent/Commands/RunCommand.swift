@@ -25,7 +25,12 @@ struct RunCommand: AsyncParsableCommand {
         var services: [any Service] = [daemon]
         if config.shardServer.enabled {
             // After the lock: two agents on one state directory never race to create the password.
-            let password = try ShardServerSetup.loadOrCreatePassword(stateDir: config.node.stateDir)
+            let (password, created) = try ShardServerSetup.loadOrCreatePassword(stateDir: config.node.stateDir)
+            if created {
+                // Where it is, never what it is.
+                logger.notice("generated the shard server's admin password", metadata: [
+                    "file": .string(ShardServerSetup.passwordPath(stateDir: config.node.stateDir))])
+            }
             let serverConfig = try ShardServerSetup.serverConfig(from: config, adminPassword: password)
             services.append(ShardServerService(config: serverConfig, logger: Logger(label: "shard-server")))
         }

@@ -36,6 +36,9 @@ struct ShardServerCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Close connections idle for this many seconds (0: never).")
     var idleTimeout: Int = 300
 
+    @Option(name: .long, help: "Values larger than this many bytes are sent with sendfile; smaller ones are read, CRC-checked and sent from memory.")
+    var sendfileThreshold: Int = 64 << 10
+
     @Option(name: .long, help: "Event loop threads (0: one per core).")
     var threads: Int = 0
 
@@ -48,6 +51,9 @@ struct ShardServerCommand: AsyncParsableCommand {
         }
         guard AgentConfig.LogLevel(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level \(logLevel) is not a level")
+        }
+        guard (0...(64 << 20)).contains(sendfileThreshold) else {
+            throw ValidationError("--sendfile-threshold \(sendfileThreshold): expected 0 to 67108864 bytes")
         }
         guard Self.parseListen(listen) != nil else {
             throw ValidationError("--listen \(listen): expected HOST:PORT with a port from 0 to 65535")
@@ -84,6 +90,7 @@ struct ShardServerCommand: AsyncParsableCommand {
                                        fsync: policy, maxClients: maxClients,
                                        idleTimeoutSeconds: idleTimeout > 0 ? idleTimeout : nil, threads: max(0, threads))
         config.dataDirectories = data
+        config.sendfileThreshold = sendfileThreshold
         let service = ShardServerService(config: config, logger: logger) { boundPort in
             // Unbuffered: tests and scripts wait for this line to learn the port.
             FileHandle.standardOutput.write(Data("shard-server listening on \(host):\(boundPort)\n".utf8))

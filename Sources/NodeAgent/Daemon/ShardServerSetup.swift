@@ -31,7 +31,7 @@ enum ShardServerSetup {
     /// (mode 0600, created exclusively, fsynced) when it does not exist yet. A file that group or
     /// others may read is refused rather than used, as the identity key is. The password itself
     /// never goes into an error message or a log line.
-    static func loadOrCreatePassword(stateDir: String) throws(NodeAgentError) -> String {
+    static func loadOrCreatePassword(stateDir: String) throws(NodeAgentError) -> (password: String, created: Bool) {
         let path = passwordPath(stateDir: stateDir)
         var info = stat()
         if lstat(path, &info) == 0 {
@@ -49,7 +49,7 @@ enum ShardServerSetup {
             guard (1...128).contains(line.utf8.count) else {
                 throw .secretFile(path: path, problem: "its first line must hold the password (1 to 128 bytes)")
             }
-            return String(line)
+            return (String(line), false)
         }
         guard errno == ENOENT else { throw .io(operation: "stat", path: path, errno: errno) }
 
@@ -69,6 +69,6 @@ enum ShardServerSetup {
             throw .io(operation: "write", path: path, errno: err)
         }
         guard fsync(fd) == 0 else { throw .io(operation: "fsync", path: path, errno: errno) }
-        return password
+        return (password, true)
     }
 }

@@ -6,6 +6,9 @@
 #
 #   bench/shard-bench.sh            # builds node-agent in release mode into .build-bench first
 #   BIN=/path/to/node-agent bench/shard-bench.sh
+#   ROUNDS=3 bench/shard-bench.sh   # each figure is the median of 3 alternating runs (shard, redis,
+#                                   # shard, ...): on a shared machine single runs vary by 2x or more
+#   SHARD_ARGS="--sendfile-threshold 16777216" bench/shard-bench.sh   # extra shard-server options
 #
 # Note: redis-benchmark SETs the same value again and again; the ShardServer answers nil for an
 # unchanged value without writing (as 0-db does), so SET figures after the first pass per key
@@ -35,7 +38,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 shard_port=$(free_port)
 "$BIN" shard-server --listen "127.0.0.1:$shard_port" --data "$work/shard" --fsync never --log-level error \
-  --threads "${SHARD_THREADS:-0}" \
+  --threads "${SHARD_THREADS:-0}" ${SHARD_ARGS:-} \
   > "$work/shard.out" 2>&1 &
 shard_pid=$!
 redis_port=$(free_port)
@@ -55,6 +58,9 @@ rps() {
     | awk -F'","' -v t="$(echo "$1" | tr a-z A-Z)" 'index($1, t) { gsub(/"/, "", $2); print $2; exit }'
 }
 
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+rounds=${ROUNDS:-1}
+
 printf '%-6s %-6s %-7s %14s %14s %10s %10s %7s\n' test size clients shard_rps redis_rps shard_MB/s redis_MB/s ratio
 for size in 4096 1048576; do
   if [ "$size" -eq 4096 ]; then n1=20000; n16=60000; label=4KiB; else n1=1500; n16=3000; label=1MiB; fi
@@ -63,9 +69,16 @@ for size in 4096 1048576; do
     # Populate both first so GETs hit stored values.
     rps set "$shard_port" "$size" 4 400 >/dev/null; rps set "$redis_port" "$size" 4 400 >/dev/null
     for t in get set; do
-      s=$(rps "$t" "$shard_port" "$size" "$clients" "$n"); r=$(rps "$t" "$redis_port" "$size" "$clients" "$n")
-      awk -v t="$t" -v l="$label" -v c="$clients" -v s="$s" -v r="$r" -v b="$size" 'BEGIN {
-        printf "%-6s %-6s %-7s %14.0f %14.0f %10.1f %10.1f %7.2f\n", t, l, c, s, r, s*b/1e6, r*b/1e6, (r > 0 ? s/r : 0) }'
+      ss=""; rr=""; ratios=""
+      for _ in $(seq 1 "$rounds"); do
+        s1=$(rps "$t" "$shard_port" "$size" "$clients" "$n"); r1=$(rps "$t" "$redis_port" "$size" "$clients" "$n")
+        ss="$ss ${s1:-0}"; rr="$rr ${r1:-0}"
+        ratios="$ratios $(awk -v s="${s1:-0}" -v r="${r1:-0}" 'BEGIN { print (r > 0 ? s / r : 0) }')"
+      done
+      s=$(echo "$ss" | median); r=$(echo "$rr" | median); q=$(echo "$ratios" | median)
+      # ratio: the median of the per-round ratios (each shard run next to its redis run).
+      awk -v t="$t" -v l="$label" -v c="$clients" -v s="$s" -v r="$r" -v b="$size" -v q="$q" 'BEGIN {
+        printf "%-6s %-6s %-7s %14.0f %14.0f %10.1f %10.1f %7.2f\n", t, l, c, s, r, s*b/1e6, r*b/1e6, q }'
     done
   done
 done

@@ -12,6 +12,8 @@ enum NodeAgentError: Error, CustomStringConvertible, Equatable {
     case nodeIDMismatch(configured: UInt32, detail: String)
     case backendNotAvailable(String)
     case notRegistered(stateDir: String)
+    /// A file holding a secret that cannot be used as it is (`problem` never contains the secret).
+    case secretFile(path: String, problem: String)
 
     var description: String {
         switch self {
@@ -31,6 +33,8 @@ enum NodeAgentError: Error, CustomStringConvertible, Equatable {
             return "node.node_id = \(configured) in the config, but \(detail); remove node_id to register this node anew"
         case .backendNotAvailable(let detail):
             return detail
+        case .secretFile(let path, let problem):
+            return "secret file \(path) \(problem)"
         case .notRegistered(let stateDir):
             return "this node is not registered yet (no \(stateDir)/node.json); start the agent once with `node-agent run`"
         }

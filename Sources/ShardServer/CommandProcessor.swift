@@ -21,6 +21,8 @@ struct CommandProcessor {
     private(set) var namespace: Namespace
     private(set) var writable: Bool
     private(set) var admin = false
+    /// What the last `execute` ran, for the latency histograms.
+    private(set) var lastCommand: TimedCommand = .other
     private var challenge: String?
 
     init?(server: ServerContext, eventLoop: any EventLoop, allocator: ByteBufferAllocator) {
@@ -103,39 +105,63 @@ struct CommandProcessor {
 
     mutating func execute(_ args: [ByteBuffer]) -> Reply {
         server.counters.commands.wrappingAdd(1, ordering: .relaxed)
+        lastCommand = .other
         guard let first = args.first, first.readableBytes <= 16 else { return error("Command not supported") }
         if namespace.isRemoved {
             var buffer = allocator.buffer(capacity: 80)
             buffer.writeErrorReply("Your active namespace is not available anymore (probably removed).")
             return .close(buffer)
         }
-        let name = String(decoding: first.readableBytesView.map { $0 >= 0x61 && $0 <= 0x7A ? $0 - 0x20 : $0 }, as: UTF8.self)
-        switch name {
-        case "PING": return simple("PONG")
-        case "TIME": return time()
-        case "INFO": return info()
-        case "SET", "SETX": return set(args)
-        case "GET": return get(args)
-        case "MGET": return mget(args)
-        case "DEL": return del(args)
-        case "EXISTS": return exists(args)
-        case "CHECK": return check(args)
-        case "DBSIZE": return integer(namespace.entryCount)
-        case "SCAN", "SCANX": return scan(args, forward: true)
-        case "RSCAN": return scan(args, forward: false)
-        case "KEYCUR": return keycur(args)
-        case "LENGTH": return length(args)
-        case "KEYTIME": return keytime(args)
-        case "PROOF": return proof(args)
-        case "NSNEW": return nsnew(args)
-        case "NSDEL": return nsdel(args)
-        case "NSLIST": return nslist()
-        case "NSINFO": return nsinfo(args)
-        case "NSSET": return nsset(args)
-        case "SELECT": return select(args)
-        case "AUTH": return auth(args)
+        // The name, upper-cased, packed into an integer: dispatch without building a String.
+        // The literals are `pack(NAME)`, written out so the switch compares constants.
+        switch Self.packedName(first) {
+        case 0x474E4950 /* PING */: return simple("PONG")
+        case 0x454D4954 /* TIME */: return time()
+        case 0x4F464E49 /* INFO */: return info()
+        case 0x544553 /* SET */, 0x58544553 /* SETX */: lastCommand = .set; return set(args)
+        case 0x544547 /* GET */: lastCommand = .get; return get(args)
+        case 0x5445474D /* MGET */: lastCommand = .mget; return mget(args)
+        case 0x4C4544 /* DEL */: lastCommand = .del; return del(args)
+        case 0x535453495845 /* EXISTS */: lastCommand = .exists; return exists(args)
+        case 0x4B43454843 /* CHECK */: lastCommand = .check; return check(args)
+        case 0x455A49534244 /* DBSIZE */: return integer(namespace.entryCount)
+        case 0x4E414353 /* SCAN */, 0x584E414353 /* SCANX */: lastCommand = .scan; return scan(args, forward: true)
+        case 0x4E41435352 /* RSCAN */: lastCommand = .scan; return scan(args, forward: false)
+        case 0x52554359454B /* KEYCUR */: return keycur(args)
+        case 0x4854474E454C /* LENGTH */: return length(args)
+        case 0x454D495459454B /* KEYTIME */: return keytime(args)
+        case 0x464F4F5250 /* PROOF */: lastCommand = .proof; return proof(args)
+        case 0x57454E534E /* NSNEW */: return nsnew(args)
+        case 0x4C4544534E /* NSDEL */: return nsdel(args)
+        case 0x5453494C534E /* NSLIST */: return nslist()
+        case 0x4F464E49534E /* NSINFO */: return nsinfo(args)
+        case 0x544553534E /* NSSET */: return nsset(args)
+        case 0x5443454C4553 /* SELECT */: return select(args)
+        case 0x48545541 /* AUTH */: return auth(args)
         default: return error("Command not supported")
         }
+    }
+
+    /// Up to 8 bytes, upper-cased, little-endian in a UInt64; 0 for longer names (no command is
+    /// longer than 7 bytes) or ones with a NUL, so they fall to "not supported".
+    static func packedName(_ buffer: ByteBuffer) -> UInt64 {
+        guard buffer.readableBytes <= 8 else { return 0 }
+        var packed: UInt64 = 0
+        var shift: UInt64 = 0
+        for byte in buffer.readableBytesView {
+            if byte == 0 { return 0 }  // "GET\0" must not pack like "GET"
+            let upper = byte >= 0x61 && byte <= 0x7A ? byte - 0x20 : byte
+            packed |= UInt64(upper) << shift
+            shift += 8
+        }
+        return packed
+    }
+
+    /// The packed form of a name (tests check the literals in `execute` against it).
+    static func pack(_ name: String) -> UInt64 {
+        var packed: UInt64 = 0
+        for (i, byte) in name.utf8.prefix(8).enumerated() { packed |= UInt64(byte) << UInt64(8 * i) }
+        return packed
     }
 
     // MARK: - System
@@ -168,9 +194,34 @@ struct CommandProcessor {
         text += "data_read_bytes: \(c.bytesRead.load(ordering: .relaxed))\n"
         text += "corrupt_entries_found: \(c.corruptFound.load(ordering: .relaxed))\n"
         text += "compacted_bytes: \(c.compactedBytes.load(ordering: .relaxed))\n"
+        text += "\n# latency\n"
+        text += Self.latencyText(c.latency.snapshot())
         var buffer = allocator.buffer(capacity: text.utf8.count + 16)
         buffer.writeBulk(string: text)
         return .bytes(buffer)
+    }
+
+    /// One summary line and one bucket line per command that ran: 
+    /// `latency_get: calls=N mean_us=M p50_us=A p90_us=B p99_us=C p999_us=D max_us=E` and
+    /// `latency_get_buckets: lt1=N lt2=N lt4=N ... ge16777216=N` (non-empty buckets, upper bound in µs).
+    static func latencyText(_ histograms: [TimedCommand: LatencyHistogram]) -> String {
+        var text = ""
+        for command in TimedCommand.allCases {
+            guard let h = histograms[command], h.count > 0 else { continue }
+            text += "latency_\(command.name): calls=\(h.count) mean_us=\(UInt64(h.meanMicros.rounded()))"
+            text += " p50_us=\(h.percentileMicros(0.5)) p90_us=\(h.percentileMicros(0.9))"
+            text += " p99_us=\(h.percentileMicros(0.99)) p999_us=\(h.percentileMicros(0.999)) max_us=\(h.maxMicros)\n"
+            text += "latency_\(command.name)_buckets:"
+            for (i, n) in h.buckets.enumerated() where n > 0 {
+                if let bound = LatencyHistogram.upperBoundMicros(ofBucket: i) {
+                    text += " lt\(bound)=\(n)"
+                } else {
+                    text += " ge\(UInt64(1) << UInt64(LatencyHistogram.bucketCount - 2))=\(n)"
+                }
+            }
+            text += "\n"
+        }
+        return text
     }
 
     // MARK: - Dataset
@@ -277,6 +328,8 @@ struct CommandProcessor {
         if location.corrupt { throw ShardServerError.refused("Data corrupted") }
         let length = location.length
         if length <= server.config.sendfileThreshold {
+            // Room for header, value and CRLF at once: no regrowth (a copy) of the reply buffer.
+            pending.reserveCapacity(minimumWritableBytes: length + 24)
             pending.writeBulkHeader(length)
             let namespace = self.namespace
             do {
@@ -550,6 +603,11 @@ struct CommandProcessor {
             text += "disk_size_bytes: \(info.diskSize)\n"
             text += "segments: \(info.segments)\n"
             text += "corrupt_entries: \(info.corruptEntries)\n"
+            text += "data_dir: \(String(target.directory.dropLast(target.name.utf8.count + 1)))\n"
+            switch target.recovery {
+            case .snapshot(let replayed): text += "index_recovery: snapshot, \(replayed) entries replayed\n"
+            case .rebuilt(let reason): text += "index_recovery: rebuilt from segments (\(reason.isEmpty ? "requested" : reason))\n"
+            }
             text += "mode: \(s.mode == .user ? "userkey" : "sequential")\n"
             var fs = statvfs()
             if statvfs(target.directory, &fs) == 0 {

@@ -42,7 +42,12 @@ final class Namespace: Sendable {
     let name: String
     let directory: String
     let limits: StoreLimits
+    /// How the index was obtained at start-up (tests and NSINFO show it).
+    let recovery: Recovery
     private let state: Mutex<State>
+    /// Held while a snapshot is written, so two writers never share the temporary file.
+    private let snapshotWriter = Mutex(())
+    private let removedFlag = Atomic<Bool>(false)
 
     struct IndexEntry {
         var segmentID: UInt32
@@ -87,13 +92,17 @@ final class Namespace: Sendable {
         var removed = false
         /// Something was appended since the last fsync (for the interval policy).
         var unsynced = false
+        /// A segment was sealed or compacted, or start-up replayed entries: the index snapshot
+        /// should be rewritten (by the maintenance task, off the request path).
+        var snapshotWanted = false
     }
 
-    private init(name: String, directory: String, limits: StoreLimits, state: State) {
+    private init(name: String, directory: String, limits: StoreLimits, state: State, recovery: Recovery) {
         self.name = name
         self.directory = directory
         self.limits = limits
         self.state = Mutex(state)
+        self.recovery = recovery
     }
 
     // MARK: - Opening and recovery
@@ -106,10 +115,18 @@ final class Namespace: Sendable {
         return try open(name: name, directory: directory, limits: limits, logger: logger)
     }
 
-    /// Opens an existing namespace: reads its settings and rebuilds the index by scanning every
-    /// segment. Sealed segments were fsynced when they were sealed, so only their headers are
-    /// checked; the last segment's values are verified too and it is truncated at the first entry
-    /// that is torn (partly written when the process or machine died).
+    /// How start-up got the index: from the durable snapshot plus a replay of what was written
+    /// after it, or by scanning every segment (no snapshot, or one that could not be trusted).
+    enum Recovery: Sendable, Equatable {
+        case snapshot(replayedEntries: Int)
+        case rebuilt(reason: String)
+    }
+
+    /// Opens an existing namespace: reads its settings and its index snapshot, then replays the
+    /// segment bytes written after the snapshot (all segments when there is no usable snapshot).
+    /// Sealed segments were fsynced when they were sealed, so only their headers are checked; the
+    /// last segment's values are verified too and it is truncated at the first entry that is torn
+    /// (partly written when the process or machine died).
     static func open(name: String, directory: String, limits: StoreLimits, logger: Logger) throws -> Namespace {
         let settingsBytes = try FileIO.readWholeFile(directory + "/" + settingsFile, limit: 1 << 16)
         let settings: NamespaceSettings
@@ -118,21 +135,119 @@ final class Namespace: Sendable {
         } catch {
             throw ShardServerError.corrupt(path: directory + "/" + settingsFile, offset: 0, reason: "not valid settings: \(error)")
         }
-        var state = State(settings: settings)
         let ids = try FileIO.listDirectory(directory).compactMap(Segment.id(fromFileName:)).sorted()
+        var recovered: (State, Recovery)
+        switch loadSnapshot(directory: directory, limits: limits) {
+        case .success(let snapshot):
+            switch try recover(name: name, directory: directory, limits: limits, settings: settings, ids: ids,
+                               snapshot: snapshot, logger: logger) {
+            case .success(let result):
+                recovered = result
+            case .failure(let problem):
+                logger.warning("index snapshot does not match the segments; rebuilding the index from them", metadata: [
+                    "namespace": "\(name)", "reason": "\(problem.reason)"])
+                let state = try recover(name: name, directory: directory, limits: limits, settings: settings, ids: ids,
+                                        snapshot: nil, logger: logger).get().0
+                recovered = (state, .rebuilt(reason: problem.reason))
+            }
+        case .failure(let problem):
+            if problem.reason != "missing" {
+                logger.warning("index snapshot unusable; rebuilding the index from the segments", metadata: [
+                    "namespace": "\(name)", "reason": "\(problem.reason)"])
+            }
+            let state = try recover(name: name, directory: directory, limits: limits, settings: settings, ids: ids,
+                                    snapshot: nil, logger: logger).get().0
+            recovered = (state, .rebuilt(reason: problem.reason))
+        }
+        if recovered.1 == .rebuilt(reason: "missing") && !ids.isEmpty {
+            logger.notice("no index snapshot; the index was rebuilt from the segments", metadata: ["namespace": "\(name)"])
+        }
+        if ids.isEmpty {
+            let segment = try Segment.open(directory: directory, id: 1, create: true)
+            try FileIO.syncDirectory(directory)
+            recovered.0.segments[1] = SegmentState(segment: segment, size: 0, deadBytes: 0)
+            recovered.0.activeID = 1
+        }
+        // A fresh snapshot once anything had to be replayed, so the next start is quick again.
+        if recovered.1 != .snapshot(replayedEntries: 0) { recovered.0.snapshotWanted = true }
+        return Namespace(name: name, directory: directory, limits: limits, state: recovered.0, recovery: recovered.1)
+    }
 
-        // Newest version per key wins by sequence; tombstones take part in that and are dropped after.
+    private static func loadSnapshot(directory: String, limits: StoreLimits) -> Result<IndexSnapshot, IndexSnapshot.SnapshotProblem> {
+        let path = directory + "/" + IndexSnapshot.fileName
+        guard FileIO.exists(path) else { return .failure(.init("missing")) }
+        let bytes: [UInt8]
+        do { bytes = try FileIO.readWholeFile(path, limit: IndexSnapshot.maxFileSize) } catch {
+            return .failure(.init("unreadable: \(error)"))
+        }
+        return IndexSnapshot.decode(bytes, maxValueLength: limits.maxValueLength)
+    }
+
+    /// Builds the state from `snapshot` (or from nothing) plus the segment bytes after it. Fails
+    /// (so the caller rebuilds from scratch) when the snapshot and the segment files disagree.
+    private static func recover(name: String, directory: String, limits: StoreLimits, settings: NamespaceSettings,
+                                ids: [UInt32], snapshot: IndexSnapshot?, logger: Logger)
+        throws -> Result<(State, Recovery), IndexSnapshot.SnapshotProblem> {
+        var state = State(settings: settings)
+        // Newest version per key wins by sequence (equal sequence: the later copy, from
+        // compaction); tombstones take part in that and are dropped after.
         var latest: [[UInt8]: (entry: IndexEntry, tombstone: Bool)] = [:]
         var maxSequence: UInt64 = 0
         var maxSeqID: UInt64? = nil
-
-        for (position, id) in ids.enumerated() {
-            let isLast = position == ids.count - 1
+        var start = (segment: UInt32(0), offset: UInt64(0))
+        var startDead: UInt64 = 0
+        var segmentsByID: [UInt32: Segment] = [:]
+        func openSegment(_ id: UInt32) throws -> Segment {
+            if let segment = segmentsByID[id] { return segment }
             let segment = try Segment.open(directory: directory, id: id, create: false)
+            segmentsByID[id] = segment
+            return segment
+        }
+
+        if let snapshot {
+            let present = Set(ids)
+            let known = Dictionary(snapshot.segments.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+            for id in ids where id < snapshot.coveredSegment && known[id] == nil {
+                return .failure(.init("segment \(id) is not in the snapshot"))
+            }
+            for record in snapshot.segments where present.contains(record.id) {
+                let segment = try openSegment(record.id)
+                let size = try FileIO.fileSize(fd: segment.fd, path: segment.path)
+                if record.id < snapshot.coveredSegment {
+                    guard size == record.size else {
+                        return .failure(.init("sealed segment \(record.id) is \(size) bytes, the snapshot says \(record.size)"))
+                    }
+                    state.segments[record.id] = SegmentState(segment: segment, size: size, deadBytes: record.deadBytes)
+                } else if record.id == snapshot.coveredSegment {
+                    guard size >= snapshot.coveredOffset else {
+                        return .failure(.init("segment \(record.id) is \(size) bytes, shorter than the \(snapshot.coveredOffset) the snapshot covers"))
+                    }
+                    startDead = record.deadBytes
+                }
+            }
+            for record in snapshot.entries {
+                let entry = IndexEntry(segmentID: record.segmentID, offset: record.offset, keyLength: UInt8(record.key.count),
+                                       valueLength: record.valueLength, valueCRC: record.valueCRC, sequence: record.sequence,
+                                       timestamp: record.timestamp, corrupt: record.corrupt)
+                latest[record.key] = (entry, false)
+                if record.key.count == 8 {
+                    let id = record.key.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+                    maxSeqID = max(maxSeqID ?? 0, id)
+                }
+            }
+            maxSequence = snapshot.nextSequence > 0 ? snapshot.nextSequence - 1 : 0
+            if snapshot.nextSeqID > 0 { maxSeqID = max(maxSeqID ?? 0, snapshot.nextSeqID - 1) }
+            start = present.contains(snapshot.coveredSegment) ? (snapshot.coveredSegment, snapshot.coveredOffset) : (snapshot.coveredSegment, 0)
+        }
+
+        var replayed = 0
+        for (position, id) in ids.enumerated() where id >= start.segment {
+            let isLast = position == ids.count - 1
+            let segment = try openSegment(id)
             let size = try FileIO.fileSize(fd: segment.fd, path: segment.path)
             var scanner = SegmentScanner(segment: segment, fileSize: size)
-            var offset: UInt64 = 0
-            var deadBytes: UInt64 = 0
+            var offset: UInt64 = id == start.segment ? start.offset : 0
+            var deadBytes: UInt64 = id == start.segment ? startDead : 0
             scan: while true {
                 let step = try scanner.step(at: offset, maxValueLength: limits.maxValueLength, verifyValue: isLast)
                 switch step {
@@ -162,6 +277,7 @@ final class Namespace: Sendable {
                         try FileIO.fdatasync(fd: segment.fd, path: segment.path)
                         break scan
                     }
+                    replayed += 1
                     let entry = IndexEntry(segmentID: id, offset: at, keyLength: header.keyLength,
                                            valueLength: header.valueLength, valueCRC: header.valueCRC,
                                            sequence: header.sequence, timestamp: header.timestamp, corrupt: false)
@@ -190,23 +306,20 @@ final class Namespace: Sendable {
         }
 
         for (key, item) in latest where !item.tombstone {
+            guard state.segments[item.entry.segmentID] != nil else {
+                return .failure(.init("an entry lives in segment \(item.entry.segmentID), which is gone"))
+            }
             state.index[key] = item.entry
             state.dataSize += UInt64(item.entry.valueLength)
+            if item.entry.corrupt { state.corruptEntries += 1 }
         }
         state.order = state.index.map { OrderItem(sequence: $0.value.sequence, key: $0.key) }
             .sorted { $0.sequence < $1.sequence }
         state.nextSequence = maxSequence + 1
         state.nextSeqID = maxSeqID.map { $0 + 1 } ?? 0
-
-        if let last = ids.last {
-            state.activeID = last
-        } else {
-            let segment = try Segment.open(directory: directory, id: 1, create: true)
-            try FileIO.syncDirectory(directory)
-            state.segments[1] = SegmentState(segment: segment, size: 0, deadBytes: 0)
-            state.activeID = 1
-        }
-        return Namespace(name: name, directory: directory, limits: limits, state: state)
+        if let last = ids.last { state.activeID = last }
+        let recovery: Recovery = snapshot == nil ? .rebuilt(reason: "") : .snapshot(replayedEntries: replayed)
+        return .success((state, recovery))
     }
 
     static func writeSettings(_ settings: NamespaceSettings, directory: String) throws {
@@ -222,7 +335,8 @@ final class Namespace: Sendable {
     // MARK: - Settings
 
     var settings: NamespaceSettings { state.withLock { $0.settings } }
-    var isRemoved: Bool { state.withLock { $0.removed } }
+    /// Checked before every command: an atomic, so the read path takes the namespace's lock once.
+    var isRemoved: Bool { removedFlag.load(ordering: .acquiring) }
 
     func updateSettings(_ update: (inout NamespaceSettings) throws -> Void) throws {
         try state.withLock { state in
@@ -236,7 +350,10 @@ final class Namespace: Sendable {
         }
     }
 
-    func markRemoved() { state.withLock { $0.removed = true } }
+    func markRemoved() {
+        state.withLock { $0.removed = true }
+        removedFlag.store(true, ordering: .releasing)
+    }
 
     func info() -> NamespaceInfo {
         state.withLock { state in
@@ -297,6 +414,7 @@ final class Namespace: Sendable {
         try FileIO.syncDirectory(directory)
         state.segments[nextID] = SegmentState(segment: segment, size: 0, deadBytes: 0)
         state.activeID = nextID
+        state.snapshotWanted = true
     }
 
     private func retire(_ state: inout State, _ old: IndexEntry) {
@@ -491,6 +609,44 @@ final class Namespace: Sendable {
         if let segment { try FileIO.fdatasync(fd: segment.fd, path: segment.path) }
     }
 
+    var wantsSnapshot: Bool { state.withLock { $0.snapshotWanted } }
+
+    /// Writes the index snapshot as of now (when one is wanted, or always with `force`): the
+    /// state is captured under the lock, the active segment is fdatasync'ed so every byte the
+    /// snapshot covers is on disk first, then the file is replaced atomically. Writers wait only
+    /// for the capture (the dictionary is copied on their next write, not here).
+    func writeSnapshot(force: Bool) throws {
+        try snapshotWriter.withLock { _ in
+            guard let captured = state.withLock({ state -> (IndexSnapshot, [[UInt8]: IndexEntry], Segment)? in
+                guard !state.removed, force || state.snapshotWanted,
+                      let active = state.segments[state.activeID] else { return nil }
+                state.snapshotWanted = false
+                let segments = state.segments.sorted { $0.key < $1.key }.map {
+                    IndexSnapshot.SegmentRecord(id: $0.key, size: $0.value.size, deadBytes: $0.value.deadBytes)
+                }
+                let snapshot = IndexSnapshot(nextSequence: state.nextSequence, nextSeqID: state.nextSeqID,
+                                             coveredSegment: state.activeID, coveredOffset: active.size,
+                                             segments: segments, entries: [])
+                return (snapshot, state.index, active.segment)
+            }) else { return }
+            var (snapshot, index, active) = captured
+            do {
+                try FileIO.fdatasync(fd: active.fd, path: active.path)
+                snapshot.entries.reserveCapacity(index.count)
+                for (key, entry) in index {
+                    snapshot.entries.append(IndexSnapshot.EntryRecord(
+                        key: key, segmentID: entry.segmentID, offset: entry.offset, valueLength: entry.valueLength,
+                        valueCRC: entry.valueCRC, sequence: entry.sequence, timestamp: entry.timestamp, corrupt: entry.corrupt))
+                }
+                index = [:]
+                try FileIO.writeAtomically(snapshot.encode(), to: directory + "/" + IndexSnapshot.fileName, directory: directory)
+            } catch {
+                state.withLock { $0.snapshotWanted = true }
+                throw error
+            }
+        }
+    }
+
     // MARK: - Maintenance: scrub and compaction
 
     /// Segment ids with their sizes, oldest first (for the scrub's walk).
@@ -600,7 +756,10 @@ final class Namespace: Sendable {
         // The copies must be on disk before the originals go.
         let active: Segment? = state.withLock { $0.segments[$0.activeID]?.segment }
         if let active { try FileIO.fdatasync(fd: active.fd, path: active.path) }
-        state.withLock { state in _ = state.segments.removeValue(forKey: id) }
+        state.withLock { state in
+            _ = state.segments.removeValue(forKey: id)
+            state.snapshotWanted = true
+        }
         if unlink(segment.path) != 0 {
             throw ShardServerError.io(operation: "unlink", path: segment.path, errno: errno)
         }

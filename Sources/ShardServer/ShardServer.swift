@@ -74,7 +74,7 @@ public final class ShardServer: Sendable {
         let store: ShardStore
         do {
             store = try await threadPool.runIfActive {
-                try ShardStore.open(root: config.dataDirectory, limits: limits, logger: logger)
+                try ShardStore.open(roots: config.dataDirectories, limits: limits, logger: logger)
             }
         } catch {
             try? await group.shutdownGracefully()
@@ -97,13 +97,8 @@ public final class ShardServer: Sendable {
             .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 << 10, high: 1 << 20))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let pipeline = channel.pipeline.syncOperations
-                    if let idle = config.idleTimeoutSeconds {
-                        try pipeline.addHandler(IdleStateHandler(allTimeout: .seconds(Int64(idle))))
-                    }
-                    try pipeline.addHandler(ByteToMessageHandler(RESPDecoder(limits: respLimits),
-                                                                 maximumBufferSize: respLimits.maxRequestBytes + (4 << 20)))
-                    try pipeline.addHandler(ConnectionHandler(server: context))
+                    // One handler does decoding, idle timeout and commands (see ConnectionHandler).
+                    try channel.pipeline.syncOperations.addHandler(ConnectionHandler(server: context, limits: respLimits))
                 }
             }
         let channel: any Channel
@@ -124,16 +119,15 @@ public final class ShardServer: Sendable {
                 [self] _ in self.periodicSync(context)
             })
         }
-        if config.scrubBytesPerSecond > 0 || config.compactionDeadRatio > 0 {
-            tasks.append(loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
-                self.maintenanceTick(context)
-            })
-        }
+        // Always scheduled: besides scrub and compaction it writes wanted index snapshots.
+        tasks.append(loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
+            self.maintenanceTick(context)
+        })
         running.withLock {
             $0 = Running(group: group, threadPool: threadPool, channel: channel, context: context, tasks: tasks, port: port)
         }
         logger.info("shard server listening", metadata: [
-            "address": "\(config.host):\(port)", "data": "\(config.dataDirectory)", "fsync": "\(config.fsync)",
+            "address": "\(config.host):\(port)", "data": "\(config.dataDirectories.joined(separator: ","))", "fsync": "\(config.fsync)",
             "namespaces": "\(store.names().count)"])
         return port
     }
@@ -151,9 +145,14 @@ public final class ShardServer: Sendable {
         // Let maintenance already handed to the pool finish before the final sync.
         try? await state.threadPool.shutdownGracefully()
         state.context.store.syncAll()
+        // A clean stop leaves a snapshot covering everything: the next start replays nothing.
+        state.context.store.writeSnapshots(force: true)
         state.context.store.close()
         logger.info("shard server stopped")
     }
+
+    /// The running store (tests look at recovery and placement through it).
+    var storeForTesting: ShardStore? { running.withLock { $0?.context.store } }
 
     private func context() throws -> ServerContext {
         guard let context = running.withLock({ $0?.context }) else { throw ShardServerError.notRunning }
@@ -203,6 +202,7 @@ public final class ShardServer: Sendable {
             latencyMicrosTotal: c.latencyMicrosTotal.load(ordering: .relaxed),
             corruptFound: c.corruptFound.load(ordering: .relaxed),
             compactedBytes: c.compactedBytes.load(ordering: .relaxed),
+            latencies: Dictionary(uniqueKeysWithValues: c.latency.snapshot().map { ($0.key.name, $0.value) }),
             namespaces: context.store.all().map { $0.info() }.sorted { $0.name < $1.name })
     }
 
@@ -253,8 +253,9 @@ public final class ShardServer: Sendable {
         }
     }
 
-    /// Once a second on the thread pool: scrub about `scrubBytesPerSecond` bytes, then compact at
-    /// most one segment. Skipped while the previous tick is still running.
+    /// Once a second on the thread pool: scrub about `scrubBytesPerSecond` bytes, write the index
+    /// snapshots that are wanted, then compact at most one segment. Skipped while the previous
+    /// tick is still running.
     private func maintenanceTick(_ context: ServerContext) {
         guard maintenanceBusy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else { return }
         context.threadPool.submit { [self] state in
@@ -263,6 +264,7 @@ public final class ShardServer: Sendable {
             if context.config.scrubBytesPerSecond > 0 {
                 self.scrubStep(context, budget: UInt64(context.config.scrubBytesPerSecond))
             }
+            context.store.writeSnapshots(force: false)
             if context.config.compactionDeadRatio > 0 {
                 for namespace in context.store.all() {
                     guard let id = namespace.compactionCandidate(minimumDeadRatio: context.config.compactionDeadRatio) else { continue }

@@ -17,7 +17,16 @@ public struct ShardServerConfig: Sendable, Equatable {
     public var host: String
     /// 0 picks a free port (tests); `ShardServer.port` tells which.
     public var port: Int
-    public var dataDirectory: String
+    /// Where namespaces live: one or more directories (each its own disk, typically). A new
+    /// namespace goes to the directory with the most free space; existing ones stay where they are.
+    public var dataDirectories: [String]
+    /// The first data directory (the common single-directory case).
+    public var dataDirectory: String {
+        get { dataDirectories.first ?? "" }
+        set {
+            if dataDirectories.isEmpty { dataDirectories = [newValue] } else { dataDirectories[0] = newValue }
+        }
+    }
     /// AUTH password for NSNEW/NSDEL/NSSET over the network; nil disables admin over the network.
     public var adminPassword: String?
     public var fsync: FsyncPolicy
@@ -45,7 +54,7 @@ public struct ShardServerConfig: Sendable, Equatable {
                 compactionDeadRatio: Double = 0.5, threads: Int = 0) {
         self.host = host
         self.port = port
-        self.dataDirectory = dataDirectory
+        self.dataDirectories = [dataDirectory]
         self.adminPassword = adminPassword
         self.fsync = fsync
         self.maxClients = maxClients
@@ -61,7 +70,17 @@ public struct ShardServerConfig: Sendable, Equatable {
     func validate() throws {
         func bad(_ field: String, _ reason: String) -> ShardServerError { .invalidConfig(field: field, reason: reason) }
         guard (0...65535).contains(port) else { throw bad("port", "\(port) is not a TCP port") }
-        guard dataDirectory.hasPrefix("/") else { throw bad("data directory", "'\(dataDirectory)' must be an absolute path") }
+        guard (1...64).contains(dataDirectories.count) else {
+            throw bad("data directories", "\(dataDirectories.count) given; 1 to 64 are allowed")
+        }
+        for directory in dataDirectories {
+            guard directory.hasPrefix("/"), directory.utf8.count <= 1024 else {
+                throw bad("data directory", "'\(directory)' must be an absolute path of at most 1024 bytes")
+            }
+        }
+        guard Set(dataDirectories).count == dataDirectories.count else {
+            throw bad("data directories", "a directory is listed twice: \(dataDirectories.joined(separator: ", "))")
+        }
         guard maxClients > 0 else { throw bad("max clients", "must be at least 1") }
         guard (1...(64 << 20)).contains(maxValueSize) else { throw bad("max value size", "must be 1 byte to 64 MiB") }
         guard segmentSize >= UInt64(maxValueSize) + 512 else {

@@ -15,6 +15,8 @@ public enum ShardServerError: Error, CustomStringConvertible, Sendable, Equatabl
     case invalidNamespaceName(String, reason: String)
     case namespaceExists(String)
     case namespaceMissing(String)
+    /// One namespace name in two data directories: which copy is current cannot be told.
+    case namespaceConflict(String, directories: [String])
     case invalidConfig(field: String, reason: String)
     case bindFailed(address: String, reason: String)
     case notRunning
@@ -34,6 +36,8 @@ public enum ShardServerError: Error, CustomStringConvertible, Sendable, Equatabl
             return "namespace '\(name)' already exists"
         case .namespaceMissing(let name):
             return "namespace '\(name)' does not exist"
+        case .namespaceConflict(let name, let directories):
+            return "namespace '\(name)' exists in more than one data directory (\(directories.joined(separator: " and "))); move or remove all but one copy"
         case .invalidConfig(let field, let reason):
             return "shard server configuration: \(field): \(reason)"
         case .bindFailed(let address, let reason):

@@ -18,6 +18,9 @@ public struct ShardServerStatistics: Sendable, Equatable {
     /// Corrupt entries found by GET, CHECK or the scrub since start.
     public var corruptFound: UInt64
     public var compactedBytes: UInt64
+    /// Per command (`TimedCommand.name`): latency from parsed request to reply handed to the
+    /// socket, including any fsync wait.
+    public var latencies: [String: LatencyHistogram]
     public var namespaces: [NamespaceInfo]
 }
 
@@ -35,4 +38,5 @@ final class Counters: Sendable {
     let latencyMicrosTotal = Atomic<UInt64>(0)
     let corruptFound = Atomic<UInt64>(0)
     let compactedBytes = Atomic<UInt64>(0)
+    let latency = LatencyRecorder()
 }

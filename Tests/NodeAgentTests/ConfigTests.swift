@@ -18,6 +18,7 @@ import Testing
         custom.node.stateDir = "/srv/agent"
         custom.chain.ledgerPath = "/srv/ledger.sqlite"
         custom.node.farmID = 9
+        custom.shardServer.dataDirs = ["/srv/agent/shards"]
         #expect(try parser.parse(DefaultConfigFile.text(stateDir: "/srv/agent", ledgerPath: "/srv/ledger.sqlite", farmID: 9)) == custom)
     }
 
@@ -77,6 +78,8 @@ import Testing
         expectError("[shard_server]\nlisten = \"0.0.0.0:70000\"\n", key: "shard_server.listen", containing: "1...65535")
         expectError("[shard_server]\nlisten = \"::1:9900\"\n", key: "shard_server.listen", containing: "in brackets")
         expectError("[shard_server]\nenabled = 1\n", key: "shard_server.enabled", containing: "true or false")
+        expectError("[shard_server]\ndata_dirs = [\"/d1\", \"/d2\", \"/d1\"]\n", key: "shard_server.data_dirs", containing: "value \"/d1\" is listed twice")
+        expectError("[shard_server]\ndata_dirs = [\"shards\"]\n", key: "shard_server.data_dirs", containing: "absolute path")
         expectError("[provisioner]\novercommit_ratio = 0.5\n", key: "provisioner.overcommit_ratio", containing: "1.0...10.0")
         expectError("[reporter]\nuptime_interval_s = 3600\n", key: "reporter.uptime_interval_s", containing: "60...2400")
         expectError("[log]\nlevel = \"verbose\"\n", key: "log.level", containing: "trace, debug, info")

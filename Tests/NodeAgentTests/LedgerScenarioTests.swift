@@ -43,6 +43,8 @@ import Testing
         #expect(try CLI.run(["init", "--config", config, "--state-dir", state, "--ledger", ledger, "--farm-id", "1"]).status == 0)
         var text = try String(contentsOfFile: config, encoding: .utf8)
         text = text.replacingOccurrences(of: "block_time_ms = 6000", with: "block_time_ms = 100")
+        // Not this test's subject, and its default port (9900) may be taken on a shared machine.
+        text = text.replacingOccurrences(of: "\nenabled = true\n", with: "\nenabled = false\n")
         try text.write(toFile: config, atomically: true, encoding: .utf8)
         let (agent, _, agentErr) = try CLI.start(["run", "--config", config])
         defer { if agent.isRunning { kill(agent.processIdentifier, SIGKILL) } }

@@ -62,6 +62,8 @@ import Testing
         var text = try String(contentsOfFile: config, encoding: .utf8)
         text = text.replacingOccurrences(of: "backend = \"local\"", with: "backend = \"tfchain\"")
         text = text.replacingOccurrences(of: "urls = [\"wss://tfchain.grid.tf/ws\"]", with: "urls = [\"\(url)\"]")
+        // Not this test's subject, and its default port (9900) may be taken on a shared machine.
+        text = text.replacingOccurrences(of: "\nenabled = true\n", with: "\nenabled = false\n")
         try text.write(toFile: config, atomically: true, encoding: .utf8)
         let (agent, _, agentErr) = try CLI.start(["run", "--config", config])
         defer { if agent.isRunning { kill(agent.processIdentifier, SIGKILL) } }

@@ -65,10 +65,19 @@ import Glibc
         // Damage the last byte: the file is as long as the index says, but the bytes are wrong
         // (as when the size reached the disk and the data did not).
         try corruptByte(segment, at: try fileSize(segment) - 1)
+        // The clean stop wrote an index snapshot, and a snapshot only covers bytes already
+        // fdatasync'ed: damage under it is the disk's, not a torn write, so GET refuses the value.
         let s2 = try await s.restarted()
-        let good = try s2.cli("GET", "good")
-        let last = try s2.cli("GET", "last")
+        #expect(try s2.cli("GET", "good") == "\"kept\"")
+        #expect(try s2.cli("GET", "last") == "(error) Data corrupted")
         try await s2.stop()
+        // Without a snapshot (the crash came before one was written) start-up verifies the last
+        // segment's values and drops the torn entry.
+        #expect(unlink(s.dataPath + "/default/" + IndexSnapshot.fileName) == 0)
+        let s3 = try await s2.restarted()
+        let good = try s3.cli("GET", "good")
+        let last = try s3.cli("GET", "last")
+        try await s3.stop()
         #expect(good == "\"kept\"")
         #expect(last == "(nil)")
     }

@@ -3,6 +3,7 @@ import Foundation
 import GridTypes
 import Logging
 import ServiceLifecycle
+import ShardServer
 
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -21,8 +22,20 @@ struct RunCommand: AsyncParsableCommand {
         let identity = try NodeIdentity.load(from: config.node.stateDir + "/" + NodeIdentity.fileName)
         let lock = try StateDirectoryLock(stateDir: config.node.stateDir)
         let daemon = AgentDaemon(config: config, identity: identity, logger: logger)
+        var services: [any Service] = [daemon]
+        if config.shardServer.enabled {
+            // After the lock: two agents on one state directory never race to create the password.
+            let (password, created) = try ShardServerSetup.loadOrCreatePassword(stateDir: config.node.stateDir)
+            if created {
+                // Where it is, never what it is.
+                logger.notice("generated the shard server's admin password", metadata: [
+                    "file": .string(ShardServerSetup.passwordPath(stateDir: config.node.stateDir))])
+            }
+            let serverConfig = try ShardServerSetup.serverConfig(from: config, adminPassword: password)
+            services.append(ShardServerService(config: serverConfig, logger: Logger(label: "shard-server")))
+        }
         let group = ServiceGroup(configuration: .init(
-            services: [daemon],
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         ))

@@ -15,8 +15,8 @@ struct ShardServerCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Address to listen on, HOST:PORT (port 0 picks a free one).")
     var listen: String = "127.0.0.1:9900"
 
-    @Option(name: .long, help: "Data directory (absolute path; created if missing).")
-    var data: String
+    @Option(name: .long, help: "Data directory (absolute path; created if missing). Repeat for several (one per disk).")
+    var data: [String]
 
     @Option(name: .long, help: "Admin password for AUTH (NSNEW, NSDEL, NSSET). Visible in ps: prefer --admin-password-file.")
     var adminPassword: String?
@@ -36,6 +36,9 @@ struct ShardServerCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Close connections idle for this many seconds (0: never).")
     var idleTimeout: Int = 300
 
+    @Option(name: .long, help: "Values larger than this many bytes are sent with sendfile; smaller ones are read, CRC-checked and sent from memory.")
+    var sendfileThreshold: Int = 64 << 10
+
     @Option(name: .long, help: "Event loop threads (0: one per core).")
     var threads: Int = 0
 
@@ -49,10 +52,14 @@ struct ShardServerCommand: AsyncParsableCommand {
         guard AgentConfig.LogLevel(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level \(logLevel) is not a level")
         }
+        guard (0...(64 << 20)).contains(sendfileThreshold) else {
+            throw ValidationError("--sendfile-threshold \(sendfileThreshold): expected 0 to 67108864 bytes")
+        }
         guard Self.parseListen(listen) != nil else {
             throw ValidationError("--listen \(listen): expected HOST:PORT with a port from 0 to 65535")
         }
-        guard data.hasPrefix("/") else { throw ValidationError("--data \(data): must be an absolute path") }
+        guard !data.isEmpty else { throw ValidationError("--data: at least one data directory is needed") }
+        for dir in data where !dir.hasPrefix("/") { throw ValidationError("--data \(dir): must be an absolute path") }
     }
 
     /// "HOST:PORT" or "[V6]:PORT".
@@ -79,9 +86,11 @@ struct ShardServerCommand: AsyncParsableCommand {
         case "never": policy = .never
         default: policy = .interval(milliseconds: fsyncIntervalMs)
         }
-        let config = ShardServerConfig(host: host, port: port, dataDirectory: data, adminPassword: password,
+        var config = ShardServerConfig(host: host, port: port, dataDirectory: data[0], adminPassword: password,
                                        fsync: policy, maxClients: maxClients,
                                        idleTimeoutSeconds: idleTimeout > 0 ? idleTimeout : nil, threads: max(0, threads))
+        config.dataDirectories = data
+        config.sendfileThreshold = sendfileThreshold
         let service = ShardServerService(config: config, logger: logger) { boundPort in
             // Unbuffered: tests and scripts wait for this line to learn the port.
             FileHandle.standardOutput.write(Data("shard-server listening on \(host):\(boundPort)\n".utf8))

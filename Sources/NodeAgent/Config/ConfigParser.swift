@@ -72,7 +72,15 @@ struct ConfigParser {
             let s = reader("shard_server", in: root)
             if let v = try s.boolean("enabled") { config.shardServer.enabled = v }
             if let v = try s.hostPort("listen") { config.shardServer.listen = v }
-            if let v = try s.stringList("data_dirs", validate: Self.checkAbsolutePath) { config.shardServer.dataDirs = v }
+            if let v = try s.stringList("data_dirs", validate: Self.checkAbsolutePath) {
+                guard v.count <= 64 else {
+                    throw .config(file: file, key: "shard_server.data_dirs", message: "\(v.count) directories; at most 64 are allowed")
+                }
+                if let repeated = v.first(where: { dir in v.filter { $0 == dir }.count > 1 }) {
+                    throw .config(file: file, key: "shard_server.data_dirs", message: "value \"\(repeated)\" is listed twice")
+                }
+                config.shardServer.dataDirs = v
+            }
             if let v = try s.choice("fsync", AgentConfig.FsyncPolicy.self) { config.shardServer.fsync = v }
             if let v = try s.integer("fsync_interval_ms", in: 1...60_000) { config.shardServer.fsyncIntervalMilliseconds = v }
             if let v = try s.integer("max_clients", in: 1...65_536) { config.shardServer.maxClients = v }

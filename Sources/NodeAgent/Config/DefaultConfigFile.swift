@@ -43,13 +43,18 @@ enum DefaultConfigFile {
         deployment_wait_s = 600
 
         [shard_server]
+        # Start the 0-db compatible shard server with the agent. Its admin password (AUTH, for NSNEW,
+        # NSSET, NSDEL) is generated on first start into <state_dir>/shard-admin.password (mode 0600).
         enabled = true
-        # 0-db compatible RESP endpoint for users' shards.
+        # RESP endpoint for users' shards, HOST:PORT.
         listen = "0.0.0.0:9900"
-        data_dirs = ["/var/lib/node-agent/shards"]
+        # Directories for namespaces (one per disk, typically); a new namespace goes to the one with
+        # the most free space per namespace it holds. Listing a directory twice is refused.
+        data_dirs = ["\(stateDir)/shards"]
         # "always": fsync before acknowledging a write; "interval": every fsync_interval_ms; "never": leave it to the kernel.
         fsync = "interval"
         fsync_interval_ms = 1000
+        # Connections beyond this many are answered with an error and closed.
         max_clients = 1024
 
         [reporter]

@@ -59,7 +59,6 @@ struct TestRootfs {
 
     func remove() {
         for id in runtime.list() { try? runtime.delete(id: id, force: true) }
-        rmdir("/sys/fs/cgroup/memory/" + runtime.cgroupParent)
         for controller in ["cpu", "cpuacct", "pids", "freezer", "devices", "memory", "unified"] {
             rmdir("/sys/fs/cgroup/\(controller)/" + runtime.cgroupParent)
         }

@@ -42,6 +42,20 @@ public struct OCIRuntime: Sendable {
 
     func directory(_ id: String) -> String { stateRoot + "/" + id }
 
+    /// A poll(2) timeout covering `remaining`, rounded up so a wait never ends early.
+    static func pollMilliseconds(_ remaining: Duration) -> Int32 {
+        Int32(clamping: remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000 + 1)
+    }
+
+    /// mkdir -p for the runtime's own directories (state root, log directories).
+    static func makeDirectories(_ path: String) throws(ContainerRuntimeError) {
+        var current = ""
+        for component in path.split(separator: "/") {
+            current += "/" + component
+            if mkdir(current, 0o755) != 0 && errno != EEXIST { throw .io(operation: "mkdir", path: current, errno: errno) }
+        }
+    }
+
     static func validate(id: String) throws(ContainerRuntimeError) {
         let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
         guard (1...64).contains(id.count), id.allSatisfy({ allowed.contains($0) }), !id.hasPrefix("."), !id.hasPrefix("-") else {
@@ -65,7 +79,7 @@ public struct OCIRuntime: Sendable {
         guard spec.has(.mount) else {
             throw .invalidSpec(field: "linux.namespaces", message: "a mount namespace is required: the runtime never mounts in the host's")
         }
-        try CgroupFiles.makeDirectory(stateRoot)
+        try Self.makeDirectories(stateRoot)
         let dir = directory(id)
         guard mkdir(dir, 0o700) == 0 else {
             if errno == EEXIST { throw .containerExists(id: id) }
@@ -104,7 +118,7 @@ public struct OCIRuntime: Sendable {
         var logMax: UInt64 = 0
         var logKeep: Int32 = 0
         if case .files(let logDirectory, let maxBytes, let keep) = options.output {
-            try CgroupFiles.makeDirectory(logDirectory)
+            try Self.makeDirectories(logDirectory)
             // The init writes the logs as the container's root, which owns nothing on the host.
             guard chown(logDirectory, hostRoot, hostRootGroup) == 0 else { throw .io(operation: "chown", path: logDirectory, errno: errno) }
             logFD = open(logDirectory, NSHIM_O_PATH | O_DIRECTORY | O_CLOEXEC)
@@ -174,7 +188,7 @@ public struct OCIRuntime: Sendable {
             let remaining = deadline - ContinuousClock.now
             guard remaining > .zero else { throw .setup(id: id, step: "wait for the container init (timed out after \(timeout))", errno: ETIMEDOUT) }
             var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ms = Int32(clamping: remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000 + 1)
+            let ms = Self.pollMilliseconds(remaining)
             let ready = poll(&pfd, 1, ms)
             if ready < 0 && errno == EINTR { continue }
             if ready <= 0 { continue }
@@ -205,8 +219,8 @@ public struct OCIRuntime: Sendable {
         try Self.validate(id: id)
         let dir = directory(id)
         var record = try ContainerRecord.load(dir)
-        let current = try state(id: id)
-        guard current.status == .created else { throw .invalidState(id: id, state: current.status.rawValue, operation: "start") }
+        let current = Self.status(of: record)
+        guard current == .created else { throw .invalidState(id: id, state: current.rawValue, operation: "start") }
         let fifo = dir + "/exec.fifo"
         // Non-blocking open: it succeeds at once, and the init's pending open for writing completes.
         let fd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
@@ -234,14 +248,7 @@ public struct OCIRuntime: Sendable {
         try Self.validate(id: id)
         let dir = directory(id)
         var record = try ContainerRecord.load(dir)
-        let alive = record.initIsAlive
-        let status: ContainerState.Status
-        switch (record.phase, alive) {
-        case (.creating, true): status = .creating
-        case (.created, true): status = .created
-        case (.started, true): status = .running
-        default: status = .stopped
-        }
+        let status = Self.status(of: record)
         if status == .stopped, record.exit == nil, record.phase == .started, let observed = observeExit(record, waitStatus: reap(record)) {
             record.exit = observed
             try? record.save(dir)
@@ -249,6 +256,16 @@ public struct OCIRuntime: Sendable {
         return ContainerState(ociVersion: Self.ociVersion, id: id, status: status, pid: status == .stopped ? nil : record.pid,
                               bundle: record.bundle, rootfs: record.rootfs, created: record.createdAt, annotations: record.annotations,
                               exit: status == .stopped ? record.exit : nil)
+    }
+
+    /// The OCI status a record stands for, given whether its init is still the process it started.
+    static func status(of record: ContainerRecord) -> ContainerState.Status {
+        switch (record.phase, record.initIsAlive) {
+        case (.creating, true): return .creating
+        case (.created, true): return .created
+        case (.started, true): return .running
+        default: return .stopped
+        }
     }
 
     /// Every container with a state directory.
@@ -316,7 +333,7 @@ public struct OCIRuntime: Sendable {
                     if let deadline {
                         let remaining = deadline - ContinuousClock.now
                         if remaining <= .zero { return nil }
-                        ms = Int32(clamping: remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000 + 1)
+                        ms = Self.pollMilliseconds(remaining)
                     }
                     let n = poll(&pfd, 1, ms)
                     if n > 0 { break }

@@ -224,7 +224,7 @@ import Glibc
             Issue.record("a forged entry count was accepted")
             return
         }
-        #expect(problem.reason.contains("does not fit"))
+        #expect(problem.snapshotReason.contains("does not fit"))
         for cut in [0, 10, 51, bytes.count - 1] {
             #expect(throws: Never.self) { _ = IndexSnapshot.decode(Array(bytes.prefix(cut)), maxValueLength: 1 << 20) }
             if case .success = IndexSnapshot.decode(Array(bytes.prefix(cut)), maxValueLength: 1 << 20) {

@@ -90,17 +90,17 @@ struct IndexSnapshot: Equatable {
 
     /// Parses a snapshot, or says why it cannot be used. Every count and length is checked against
     /// the bytes actually present before it is followed.
-    static func decode(_ bytes: [UInt8], maxValueLength: Int) -> Result<IndexSnapshot, SnapshotProblem> {
-        guard bytes.count >= headerSize + 4 else { return .failure(SnapshotProblem("file of \(bytes.count) bytes is too short")) }
+    static func decode(_ bytes: [UInt8], maxValueLength: Int) -> Result<IndexSnapshot, ShardServerError> {
+        guard bytes.count >= headerSize + 4 else { return .failure(problem("file of \(bytes.count) bytes is too short")) }
         let body = bytes.count - 4
         let stored = bytes.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: body, as: UInt32.self)) }
         let computed = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<body])) }
-        guard stored == computed else { return .failure(SnapshotProblem("checksum mismatch")) }
+        guard stored == computed else { return .failure(problem("checksum mismatch")) }
         var reader = Reader(bytes: bytes, end: body)
         do {
-            guard try reader.read(UInt32.self) == magic else { return .failure(SnapshotProblem("bad magic")) }
+            guard try reader.read(UInt32.self) == magic else { return .failure(problem("bad magic")) }
             let version = try reader.read(UInt32.self)
-            guard version == Self.version else { return .failure(SnapshotProblem("version \(version), expected \(Self.version)")) }
+            guard version == Self.version else { return .failure(problem("version \(version), expected \(Self.version)")) }
             let nextSequence = try reader.read(UInt64.self)
             let nextSeqID = try reader.read(UInt64.self)
             let coveredSegment = try reader.read(UInt32.self)
@@ -108,10 +108,10 @@ struct IndexSnapshot: Equatable {
             let segmentCount = Int(try reader.read(UInt32.self))
             let entryCount = try reader.read(UInt64.self)
             guard segmentCount <= maxSegments, segmentCount * segmentRecordSize <= reader.remaining else {
-                return .failure(SnapshotProblem("segment count \(segmentCount) does not fit the file"))
+                return .failure(problem("segment count \(segmentCount) does not fit the file"))
             }
             guard entryCount <= UInt64(reader.remaining / minimumEntrySize) else {
-                return .failure(SnapshotProblem("entry count \(entryCount) does not fit the file"))
+                return .failure(problem("entry count \(entryCount) does not fit the file"))
             }
             var segments: [SegmentRecord] = []
             segments.reserveCapacity(segmentCount)
@@ -123,7 +123,7 @@ struct IndexSnapshot: Equatable {
             entries.reserveCapacity(Int(entryCount))
             for _ in 0..<entryCount {
                 let keyLength = Int(try reader.read(UInt8.self))
-                guard keyLength > 0 else { return .failure(SnapshotProblem("an entry has an empty key")) }
+                guard keyLength > 0 else { return .failure(problem("an entry has an empty key")) }
                 let key = try reader.bytes(keyLength)
                 let entry = EntryRecord(
                     key: key, segmentID: try reader.read(UInt32.self), offset: try reader.read(UInt64.self),
@@ -131,21 +131,22 @@ struct IndexSnapshot: Equatable {
                     sequence: try reader.read(UInt64.self), timestamp: try reader.read(UInt64.self),
                     corrupt: try reader.read(UInt8.self) & 1 != 0)
                 guard Int(entry.valueLength) <= maxValueLength else {
-                    return .failure(SnapshotProblem("an entry's value length \(entry.valueLength) is over the limit"))
+                    return .failure(problem("an entry's value length \(entry.valueLength) is over the limit"))
                 }
                 entries.append(entry)
             }
-            guard reader.remaining == 0 else { return .failure(SnapshotProblem("\(reader.remaining) bytes after the last entry")) }
+            guard reader.remaining == 0 else { return .failure(problem("\(reader.remaining) bytes after the last entry")) }
             return .success(IndexSnapshot(nextSequence: nextSequence, nextSeqID: nextSeqID, coveredSegment: coveredSegment,
                                           coveredOffset: coveredOffset, segments: segments, entries: entries))
         } catch {
-            return .failure(SnapshotProblem("truncated"))
+            return .failure(problem("truncated"))
         }
     }
 
-    struct SnapshotProblem: Error, Equatable {
-        let reason: String
-        init(_ reason: String) { self.reason = reason }
+    /// Why a snapshot cannot be used, as the module's error (the reason is what start-up logs
+    /// and `Namespace.Recovery` records).
+    static func problem(_ reason: String) -> ShardServerError {
+        .corrupt(path: fileName, offset: 0, reason: reason)
     }
 
     /// Bounds-checked little-endian reads over the snapshot's bytes.
@@ -161,16 +162,16 @@ struct IndexSnapshot: Equatable {
 
         var remaining: Int { end - position }
 
-        mutating func read<T: FixedWidthInteger>(_: T.Type) throws(SnapshotProblem) -> T {
+        mutating func read<T: FixedWidthInteger>(_: T.Type) throws(ShardServerError) -> T {
             let size = MemoryLayout<T>.size
-            guard remaining >= size else { throw SnapshotProblem("truncated") }
+            guard remaining >= size else { throw IndexSnapshot.problem("truncated") }
             let value = bytes.withUnsafeBytes { T(littleEndian: $0.loadUnaligned(fromByteOffset: position, as: T.self)) }
             position += size
             return value
         }
 
-        mutating func bytes(_ count: Int) throws(SnapshotProblem) -> [UInt8] {
-            guard count >= 0, remaining >= count else { throw SnapshotProblem("truncated") }
+        mutating func bytes(_ count: Int) throws(ShardServerError) -> [UInt8] {
+            guard count >= 0, remaining >= count else { throw IndexSnapshot.problem("truncated") }
             defer { position += count }
             return Array(bytes[position..<(position + count)])
         }

@@ -145,19 +145,19 @@ final class Namespace: Sendable {
                 recovered = result
             case .failure(let problem):
                 logger.warning("index snapshot does not match the segments; rebuilding the index from them", metadata: [
-                    "namespace": "\(name)", "reason": "\(problem.reason)"])
+                    "namespace": "\(name)", "reason": "\(problem.snapshotReason)"])
                 let state = try recover(name: name, directory: directory, limits: limits, settings: settings, ids: ids,
                                         snapshot: nil, logger: logger).get().0
-                recovered = (state, .rebuilt(reason: problem.reason))
+                recovered = (state, .rebuilt(reason: problem.snapshotReason))
             }
         case .failure(let problem):
-            if problem.reason != "missing" {
+            if problem.snapshotReason != "missing" {
                 logger.warning("index snapshot unusable; rebuilding the index from the segments", metadata: [
-                    "namespace": "\(name)", "reason": "\(problem.reason)"])
+                    "namespace": "\(name)", "reason": "\(problem.snapshotReason)"])
             }
             let state = try recover(name: name, directory: directory, limits: limits, settings: settings, ids: ids,
                                     snapshot: nil, logger: logger).get().0
-            recovered = (state, .rebuilt(reason: problem.reason))
+            recovered = (state, .rebuilt(reason: problem.snapshotReason))
         }
         if recovered.1 == .rebuilt(reason: "missing") && !ids.isEmpty {
             logger.notice("no index snapshot; the index was rebuilt from the segments", metadata: ["namespace": "\(name)"])
@@ -173,12 +173,12 @@ final class Namespace: Sendable {
         return Namespace(name: name, directory: directory, limits: limits, state: recovered.0, recovery: recovered.1)
     }
 
-    private static func loadSnapshot(directory: String, limits: StoreLimits) -> Result<IndexSnapshot, IndexSnapshot.SnapshotProblem> {
+    private static func loadSnapshot(directory: String, limits: StoreLimits) -> Result<IndexSnapshot, ShardServerError> {
         let path = directory + "/" + IndexSnapshot.fileName
-        guard FileIO.exists(path) else { return .failure(.init("missing")) }
+        guard FileIO.exists(path) else { return .failure(IndexSnapshot.problem("missing")) }
         let bytes: [UInt8]
         do { bytes = try FileIO.readWholeFile(path, limit: IndexSnapshot.maxFileSize) } catch {
-            return .failure(.init("unreadable: \(error)"))
+            return .failure(IndexSnapshot.problem("unreadable: \(error)"))
         }
         return IndexSnapshot.decode(bytes, maxValueLength: limits.maxValueLength)
     }
@@ -187,7 +187,7 @@ final class Namespace: Sendable {
     /// (so the caller rebuilds from scratch) when the snapshot and the segment files disagree.
     private static func recover(name: String, directory: String, limits: StoreLimits, settings: NamespaceSettings,
                                 ids: [UInt32], snapshot: IndexSnapshot?, logger: Logger)
-        throws -> Result<(State, Recovery), IndexSnapshot.SnapshotProblem> {
+        throws -> Result<(State, Recovery), ShardServerError> {
         var state = State(settings: settings)
         // Newest version per key wins by sequence (equal sequence: the later copy, from
         // compaction); tombstones take part in that and are dropped after.
@@ -208,19 +208,19 @@ final class Namespace: Sendable {
             let present = Set(ids)
             let known = Dictionary(snapshot.segments.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
             for id in ids where id < snapshot.coveredSegment && known[id] == nil {
-                return .failure(.init("segment \(id) is not in the snapshot"))
+                return .failure(IndexSnapshot.problem("segment \(id) is not in the snapshot"))
             }
             for record in snapshot.segments where present.contains(record.id) {
                 let segment = try openSegment(record.id)
                 let size = try FileIO.fileSize(fd: segment.fd, path: segment.path)
                 if record.id < snapshot.coveredSegment {
                     guard size == record.size else {
-                        return .failure(.init("sealed segment \(record.id) is \(size) bytes, the snapshot says \(record.size)"))
+                        return .failure(IndexSnapshot.problem("sealed segment \(record.id) is \(size) bytes, the snapshot says \(record.size)"))
                     }
                     state.segments[record.id] = SegmentState(segment: segment, size: size, deadBytes: record.deadBytes)
                 } else if record.id == snapshot.coveredSegment {
                     guard size >= snapshot.coveredOffset else {
-                        return .failure(.init("segment \(record.id) is \(size) bytes, shorter than the \(snapshot.coveredOffset) the snapshot covers"))
+                        return .failure(IndexSnapshot.problem("segment \(record.id) is \(size) bytes, shorter than the \(snapshot.coveredOffset) the snapshot covers"))
                     }
                     startDead = record.deadBytes
                 }
@@ -307,7 +307,7 @@ final class Namespace: Sendable {
 
         for (key, item) in latest where !item.tombstone {
             guard state.segments[item.entry.segmentID] != nil else {
-                return .failure(.init("an entry lives in segment \(item.entry.segmentID), which is gone"))
+                return .failure(IndexSnapshot.problem("an entry lives in segment \(item.entry.segmentID), which is gone"))
             }
             state.index[key] = item.entry
             state.dataSize += UInt64(item.entry.valueLength)

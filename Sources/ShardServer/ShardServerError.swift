@@ -73,3 +73,12 @@ public enum ShardServerError: Error, CustomStringConvertible, Sendable, Equatabl
         }
     }
 }
+
+extension ShardServerError {
+    /// The reason part of a `corrupt` error (what an index snapshot problem says), else the whole
+    /// description.
+    var snapshotReason: String {
+        if case .corrupt(_, _, let reason) = self { return reason }
+        return description
+    }
+}

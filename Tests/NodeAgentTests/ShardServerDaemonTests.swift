@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import NodeAgent
 
 #if canImport(Glibc)
 import Glibc
@@ -183,5 +184,37 @@ final class RESPClient {
             scanned = max(0, buffer.count - 1)
             try fill(buffer.count + 1)
         }
+    }
+}
+
+/// The admin password file: generated once (0600), reused, and refused when others may read it.
+@Suite struct ShardAdminPasswordTests {
+    @Test func generatedOnceThenReusedAndRefusedWhenReadableByOthers() throws {
+        let dir = NSTemporaryDirectory() + "shard-password-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = ShardServerSetup.passwordPath(stateDir: dir)
+
+        let first = try ShardServerSetup.loadOrCreatePassword(stateDir: dir)
+        #expect(first.created)
+        #expect(first.password.utf8.count == 2 * ShardServerSetup.passwordBytes)
+        #expect(first.password.allSatisfy { $0.isHexDigit })
+        var info = stat()
+        #expect(stat(path, &info) == 0 && info.st_mode & 0o777 == 0o600)
+        let second = try ShardServerSetup.loadOrCreatePassword(stateDir: dir)
+        #expect(second == (first.password, false))
+
+        #expect(chmod(path, 0o644) == 0)
+        #expect {
+            _ = try ShardServerSetup.loadOrCreatePassword(stateDir: dir)
+        } throws: { error in
+            guard case NodeAgentError.secretFile(let where_, let problem) = error else { return false }
+            // The message says what is wrong and where, never the secret.
+            return where_ == path && problem.contains("group or others may read it") && !"\(error)".contains(first.password)
+        }
+
+        #expect(chmod(path, 0o600) == 0)
+        try "".write(toFile: path, atomically: false, encoding: .utf8)
+        #expect(throws: NodeAgentError.self) { _ = try ShardServerSetup.loadOrCreatePassword(stateDir: dir) }
     }
 }

@@ -1,0 +1,124 @@
+import Foundation
+import NIOCore
+import Synchronization
+
+/// The file being written by get: a temporary file next to the output, renamed over it only once
+/// every block is in and synced, so the output is never a partial file.
+final class OutputFile {
+    let path: String
+    let temporary: String
+    let fd: Int32
+    private var finished = false
+
+    init(path: String, overwrite: Bool) throws {
+        var info = stat()
+        if stat(path, &info) == 0 {
+            guard overwrite else { throw StorageError.outputExists(path: path) }
+            guard info.st_mode & S_IFMT == S_IFREG else { throw StorageError.invalidInput(what: path, reason: "exists and is not a regular file") }
+        }
+        let directory = (path as NSString).deletingLastPathComponent
+        let base = (path as NSString).lastPathComponent
+        guard !base.isEmpty, base != ".", base != ".." else { throw StorageError.invalidInput(what: "output", reason: "'\(path)' names no file") }
+        temporary = (directory.isEmpty ? "" : directory + "/") + ".\(base).part-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        self.path = path
+        fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw StorageError.io(operation: "create", path: temporary, errno: errno) }
+    }
+
+    deinit {
+        close(fd)
+        if !finished { unlink(temporary) }
+    }
+
+    static func write(fd: Int32, path: String, _ bytes: [UInt8], at offset: UInt64) throws {
+        var written = 0
+        while written < bytes.count {
+            let n = bytes[written...].withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(offset) + off_t(written)) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw StorageError.io(operation: "write", path: path, errno: n < 0 ? errno : EIO) }
+            written += n
+        }
+    }
+
+    /// Sets the final length, syncs, and renames over the output. The file keeps mode 0600: its
+    /// contents were private enough to encrypt.
+    func commit(size: UInt64) throws {
+        guard ftruncate(fd, off_t(size)) == 0 else { throw StorageError.io(operation: "truncate", path: temporary, errno: errno) }
+        guard fsync(fd) == 0 else { throw StorageError.io(operation: "fsync", path: temporary, errno: errno) }
+        guard rename(temporary, path) == 0 else { throw StorageError.io(operation: "rename to", path: path, errno: errno) }
+        finished = true
+        AtomicFile.syncDirectory(of: path)
+    }
+}
+
+extension StorageClient {
+    /// Rebuilds the file into `output` (atomically: temp file + rename). Reads each block from the
+    /// k fastest columns, with another column for every shard that is missing, corrupt or whose
+    /// node fails; every shard is checked against its checksum and every block against its tag.
+    public func get(fileID: String, to output: String, endpoints: [ShardEndpoint] = [], overwrite: Bool = false,
+                    progress: ProgressHandler? = nil) async throws -> GetReport {
+        try SodiumCrypto.ensureReady()
+        let out = try OutputFile(path: output, overwrite: overwrite)
+        let manifest = try await self.manifest(fileID: fileID, endpoints: endpoints)
+        let codec = try manifest.codec(key: key)
+        let table = try manifest.blockTable()
+        let k = manifest.k
+
+        let links = ColumnLinks()
+        await links.connect(Dictionary(uniqueKeysWithValues: manifest.columns.map { ($0.index, $0.endpoint) }), settings: connection)
+        defer { links.closeAll() }
+        let warnings = SharedNotes(links.deadReasons.sorted { $0.key < $1.key }.map {
+            "shard \($0.key) (node \(manifest.columns[$0.key].endpoint.node)) unavailable: \($0.value)"
+        })
+        guard links.aliveCount >= k else {
+            throw StorageError.notRecoverable(fileID: fileID, block: 0, available: links.aliveCount, needed: k,
+                                              failures: warnings.all)
+        }
+
+        let tracker = ProgressTracker("get", total: manifest.size, handler: progress)
+        let decoded = SharedCounter()
+        let fd = out.fd, temporary = out.temporary
+        let decompressors = self.decompressors
+        let width = parallelBlocks
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var next = 0
+            var running = 0
+            while next < manifest.blockCount || running > 0 {
+                while running < width && next < manifest.blockCount {
+                    let block = next
+                    let order = Self.readOrder(links: links, k: k)
+                    group.addTask {
+                        let entry = table.entry(block)
+                        let (shards, failures) = try await gather(block: block, manifest: manifest, entry: entry, codec: codec,
+                                                                  links: links, order: order)
+                        if !failures.isEmpty { warnings.add(failures) }
+                        if (0..<k).contains(where: { shards[$0] == nil }) { decoded.add() }
+                        let plain = try codec.decode(block: block, entry: entry, shards: shards, decompressors: decompressors)
+                        try OutputFile.write(fd: fd, path: temporary, plain, at: UInt64(block) * UInt64(manifest.blockSize))
+                        tracker.add(UInt64(plain.count))
+                    }
+                    next += 1
+                    running += 1
+                }
+                guard try await group.next() != nil else { break }
+                running -= 1
+            }
+        }
+        try out.commit(size: manifest.size)
+        var notes = warnings.all
+        if !notes.isEmpty {
+            notes.append("the file was rebuilt from the remaining shards; run `grid-twin shard check \(fileID)` and `repair` to restore full redundancy")
+        }
+        return GetReport(fileID: fileID, name: manifest.name, size: manifest.size, output: output, seconds: tracker.elapsedSeconds,
+                         warnings: notes, decodedBlocks: decoded.count)
+    }
+
+    /// The columns to read from, best first: the fastest to answer (connect + SELECT + PING), with
+    /// a parity column counted 2 ms slower since using it costs an erasure decode.
+    static func readOrder(links: ColumnLinks, k: Int) -> [Int] {
+        links.alive.compactMap { column -> (Int, UInt64)? in
+            guard let connection = links.connection(column) else { return nil }
+            return (column, connection.setupNanoseconds + (column >= k ? 2_000_000 : 0))
+        }.sorted { ($0.1, $0.0) < ($1.1, $1.0) }.map(\.0)
+    }
+}

@@ -151,7 +151,8 @@ enum MetadataEnvelope {
         return Header(fileID: Array(bytes[9..<25]), fingerprint: Hex.encode(bytes[25..<33]), revision: revision)
     }
 
-    static func open(_ bytes: [UInt8], fileID: String, key: TwinStorageKey) throws -> FileManifest {
+    /// `validate: false` only for the record of an interrupted put (it has no block table yet).
+    static func open(_ bytes: [UInt8], fileID: String, key: TwinStorageKey, validate: Bool = true) throws -> FileManifest {
         let header = try parseHeader(bytes, fileID: fileID)
         guard Hex.encode(header.fileID) == fileID else {
             throw StorageError.metadataInvalid(fileID: fileID, reason: "record belongs to file \(Hex.encode(header.fileID))")
@@ -173,7 +174,7 @@ enum MetadataEnvelope {
         guard manifest.fileID == fileID, manifest.revision == header.revision else {
             throw StorageError.metadataInvalid(fileID: fileID, reason: "record header and content disagree")
         }
-        try manifest.validate()
+        if validate { try manifest.validate() }
         return manifest
     }
 

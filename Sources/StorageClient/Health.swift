@@ -218,7 +218,7 @@ extension StorageClient {
         let afterAssessment = try await assess(manifest: manifest, codec: codec, links: links, deep: false, progress: nil)
         let after = report(manifest: manifest, assessment: afterAssessment, deep: false, seconds: 0)
         return RepairReport(fileID: fileID, revision: manifest.revision, rebuiltShards: rebuilt,
-                            repairedInPlace: inPlace.mapValues(\.count), moved: moves, after: after,
+                            repairedInPlace: manifest.columns.map { inPlace[$0.index]?.count ?? 0 }, moved: moves, after: after,
                             seconds: Double(DispatchTimeLike.now() - started) / 1e9)
     }
 
@@ -279,7 +279,13 @@ extension StorageClient {
     /// Deletes a file's shards and metadata from its namespaces and the local copy. Namespaces
     /// that cannot be reached are listed in the error; the local copy is kept then.
     public func remove(fileID: String, endpoints: [ShardEndpoint] = []) async throws -> [String] {
-        let manifest = try await self.manifest(fileID: fileID, endpoints: endpoints)
+        let manifest: FileManifest
+        if let record = try localStore?.load(fileID), !record.complete, let envelope = Data(base64Encoded: record.envelope) {
+            // An interrupted put: its record names the namespaces, its blocks may be partly written.
+            manifest = try MetadataEnvelope.open(Array(envelope), fileID: fileID, key: key, validate: false)
+        } else {
+            manifest = try await self.manifest(fileID: fileID, endpoints: endpoints)
+        }
         let links = ColumnLinks()
         await links.connect(Dictionary(uniqueKeysWithValues: manifest.columns.map { ($0.index, $0.endpoint) }), settings: connection)
         defer { links.closeAll() }

@@ -163,9 +163,11 @@ extension StorageClient {
                     }
                 }
                 if !targets.isEmpty {
+                    // Set first, so a failure below cleans the spares up too; the rebuild reads
+                    // from the other columns only (a target is never its own source).
+                    for (column, connection) in targets { links.set(column, connection) }
                     _ = try await rebuild(manifest: manifest, codec: codec, links: links, targets: targets, inPlace: [:],
                                           blocks: Array(0..<blockCount), tracker: nil)
-                    for (column, connection) in targets { links.set(column, connection) }
                 }
                 lost = links.deadReasons
             }

@@ -93,7 +93,8 @@ public struct RepairReport: Codable, Sendable {
     public var fileID: String
     public var revision: Int
     public var rebuiltShards: Int
-    public var repairedInPlace: [Int: Int]
+    /// Per shard column: how many of its shards were rewritten in place.
+    public var repairedInPlace: [Int]
     public var moved: [Move]
     /// The check after the repair.
     public var after: CheckReport

@@ -91,7 +91,10 @@ final class ShardConnection: Sendable {
     func send(_ arguments: [RESPArgument], operation: String) async throws -> RESPValue {
         let promise = channel.eventLoop.makePromise(of: RESPValue.self)
         let request = RESPRequest(parts: RESPRequest.encode(arguments, allocator: channel.allocator), promise: promise)
-        channel.writeAndFlush(request, promise: nil)
+        // A write that never reaches the handler (channel already closed) must still fail the request.
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenFailure { promise.fail($0) }
+        channel.writeAndFlush(request, promise: written)
         do {
             return try await promise.futureResult.get()
         } catch let failure as RESPClientHandler.Failure {

@@ -113,12 +113,20 @@ extension StorageClient {
                          warnings: notes, decodedBlocks: decoded.count)
     }
 
-    /// The columns to read from, best first: the fastest to answer (connect + SELECT + PING), with
-    /// a parity column counted 2 ms slower since using it costs an erasure decode.
+    /// The columns to read from, best first: the fastest to answer (connect + SELECT + PING).
+    /// One round trip is a noisy measure, so columns within 10 ms (or 2x) of the fastest count as
+    /// equally fast, and among those data columns come first: reading them needs no decode.
     static func readOrder(links: ColumnLinks, k: Int) -> [Int] {
-        links.alive.compactMap { column -> (Int, UInt64)? in
-            guard let connection = links.connection(column) else { return nil }
-            return (column, connection.setupNanoseconds + (column >= k ? 2_000_000 : 0))
-        }.sorted { ($0.1, $0.0) < ($1.1, $1.0) }.map(\.0)
+        let timed = links.alive.compactMap { column -> (column: Int, nanos: UInt64)? in
+            links.connection(column).map { (column, $0.setupNanoseconds) }
+        }
+        guard let fastest = timed.map(\.nanos).min() else { return [] }
+        let tolerance = max(10_000_000, fastest)
+        return timed.sorted { a, b in
+            let aFast = a.nanos <= fastest + tolerance, bFast = b.nanos <= fastest + tolerance
+            if aFast != bFast { return aFast }
+            if aFast { return (a.column >= k ? 1 : 0, a.column) < (b.column >= k ? 1 : 0, b.column) }
+            return (a.nanos, a.column) < (b.nanos, b.column)
+        }.map(\.column)
     }
 }

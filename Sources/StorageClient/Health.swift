@@ -21,10 +21,11 @@ struct Assessment: Sendable {
 }
 
 extension StorageClient {
-    /// Per-shard health of a file: each shard is asked for a PROOF (the node reads it, checks its
-    /// CRC and hashes a secret range with a secret nonce; the answer is compared with the one
-    /// computed at put), or with `deep` downloaded and checked against its checksum. Nodes that do
-    /// not know PROOF (a plain 0-db) are checked the deep way.
+    /// Per-shard health of a file without downloading it: each shard is asked for two PROOFs (the
+    /// node reads the value, checks its CRC and hashes it): over all of it with no nonce, which
+    /// must equal the shard's checksum, and over a secret range with a secret nonce, which must
+    /// equal the answer computed at put. With `deep` every shard is downloaded and checksummed
+    /// instead. Nodes that do not know PROOF (a plain 0-db) are checked the deep way.
     public func check(fileID: String, endpoints: [ShardEndpoint] = [], deep: Bool = false,
                       progress: ProgressHandler? = nil) async throws -> CheckReport {
         let started = DispatchTimeLike.now()
@@ -113,6 +114,17 @@ extension StorageClient {
                                 case .corrupt: return (b, .corrupt)
                                 }
                             }
+                            // Two questions, both answered by the node reading the whole value and
+                            // checking its CRC: the hash of all of it with no nonce (that is the
+                            // shard's checksum: any changed byte shows), and the secret challenge
+                            // (a nonce and range only this twin knows: the node must hold the data).
+                            switch try await connection.proof(key, nonce: [], offset: 0, length: length) {
+                            case .answer(let bytes):
+                                guard SodiumCrypto.equal(bytes, entry.checksums[column]) else { return (b, .corrupt) }
+                            case .missing: return (b, .missing)
+                            case .corrupt: return (b, .corrupt)
+                            case .unsupported: return (b, nil)
+                            }
                             let challenge = codec.challenge(block: b, shard: column, shardLength: length)
                             switch try await connection.proof(key, nonce: challenge.nonce, offset: challenge.offset, length: challenge.length) {
                             case .answer(let bytes):
@@ -176,6 +188,7 @@ extension StorageClient {
         var moves: [RepairReport.Move] = []
         var candidates = spares
         var used = links.alive.map { manifest.columns[$0].endpoint }
+        var spareFailures: [String] = []
         for column in relocate {
             var placed = false
             while let spare = Self.takeSpare(&candidates, avoiding: used) {
@@ -187,16 +200,17 @@ extension StorageClient {
                     placed = true
                     break
                 } catch {
-                    continue
+                    spareFailures.append("\(error)")
                 }
             }
             if !placed { break }
         }
         guard targets.count == relocate.count else {
             for connection in targets.values { connection.close() }
+            let sameNode = candidates.map { "\($0) is on a node the file already uses" }
             throw StorageError.needsSpares(fileID: fileID, columns: relocate.map {
                 "shard \($0) on node \(manifest.columns[$0].endpoint.node): \(assessment.errors[$0] ?? "unreachable")"
-            }, given: spares.count)
+            }, given: spares.count, spareFailures: spareFailures + sameNode)
         }
 
         let blocks = (0..<manifest.blockCount).filter { block in !targets.isEmpty || inPlace.values.contains { $0.contains(block) } }

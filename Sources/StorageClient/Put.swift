@@ -118,9 +118,10 @@ extension StorageClient {
                 }
             }
         }
-        guard links.aliveCount >= options.requiredShards else {
+        let connected = links.aliveCount
+        guard connected >= options.requiredShards else {
             links.closeAll()
-            throw StorageError.placementFailed(written: links.aliveCount, wanted: width, failures: failures)
+            throw StorageError.placementFailed(written: connected, wanted: width, failures: failures)
         }
 
         var manifest = FileManifest(

@@ -75,9 +75,16 @@ final class ShardConnection: Sendable {
         return ShardConnection(endpoint: endpoint, channel: channel, setupNanoseconds: DispatchTimeLike.now() - started)
     }
 
+    /// A short cause: "Connection refused (errno 111)" rather than NIO's nested error values.
     static func describe(_ error: any Error) -> String {
-        if let error = error as? IOError { return error.description }
-        if error is ChannelError { return "\(error)" }
+        if let error = error as? NIOConnectionError {
+            if let first = error.connectionErrors.first { return describe(first.error) }
+            return "cannot resolve \(error.host)"
+        }
+        if let error = error as? IOError { return "\(String(cString: strerror(error.errnoCode))) (errno \(error.errnoCode))" }
+        if let error = error as? ChannelError, case .connectTimeout(let amount) = error {
+            return "no connection within \(Double(amount.nanoseconds) / 1e9) s"
+        }
         return "\(error)"
     }
 

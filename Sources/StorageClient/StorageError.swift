@@ -34,7 +34,7 @@ public enum StorageError: Error, CustomStringConvertible, Sendable, Equatable {
     /// The output exists and overwriting was not asked for.
     case outputExists(path: String)
     /// repair needs replacement namespaces it was not given.
-    case needsSpares(fileID: String, columns: [String], given: Int)
+    case needsSpares(fileID: String, columns: [String], given: Int, spareFailures: [String])
 
     public var description: String {
         switch self {
@@ -71,9 +71,10 @@ public enum StorageError: Error, CustomStringConvertible, Sendable, Equatable {
             return "\(operation) \(path) failed: \(String(cString: strerror(errno))) (errno \(errno))"
         case .outputExists(let path):
             return "\(path) already exists; pass --force to replace it"
-        case .needsSpares(let fileID, let columns, let given):
-            return "file \(fileID): \(columns.count) shard namespace(s) cannot be repaired in place (\(columns.joined(separator: "; "))) "
-                + "and \(given) replacement(s) were given; pass that many --spare namespaces on other nodes"
+        case .needsSpares(let fileID, let columns, let given, let spareFailures):
+            return "file \(fileID): \(columns.count) shard namespace(s) cannot be repaired in place (\(columns.joined(separator: "; "))); "
+                + "\(given) replacement(s) given" + (spareFailures.isEmpty ? "" : ", unusable: " + spareFailures.joined(separator: "; "))
+                + ". Pass a usable --spare namespace on another node for each"
         }
     }
 }

@@ -242,7 +242,7 @@ struct BlockCodec: Sendable {
         let k = code.k
         let shardLength = shardLength(cipherLength: entry.cipherLength)
         let plainLength = plainLength(block)
-        var joined = [UInt8](repeating: 0, count: shardLength * k)
+        var joined = uninitializedBytes(shardLength * k)  // every byte is copied or rebuilt below
         let missing = (0..<k).filter { shards[$0] == nil }
         joined.withUnsafeMutableBytes { out in
             for i in 0..<k {
@@ -275,7 +275,7 @@ struct BlockCodec: Sendable {
             joined.removeLast(joined.count - payload)
             return joined
         }
-        var plain = [UInt8](repeating: 0, count: plainLength)
+        var plain = uninitializedBytes(plainLength)  // zstd fills all of it or throws
         try joined.withUnsafeBytes { source in
             try plain.withUnsafeMutableBytes { target in
                 try decompressors.with { try $0.decompress(UnsafeRawBufferPointer(rebasing: source[0..<payload]), into: target) }
@@ -283,4 +283,10 @@ struct BlockCodec: Sendable {
         }
         return plain
     }
+}
+
+/// A byte array of `count` whose contents are not zeroed first, for buffers that are filled
+/// completely before they are read (saves a pass over every block).
+func uninitializedBytes(_ count: Int) -> [UInt8] {
+    [UInt8](unsafeUninitializedCapacity: count) { _, initialized in initialized = count }
 }

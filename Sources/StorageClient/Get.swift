@@ -78,7 +78,6 @@ extension StorageClient {
         let tracker = ProgressTracker("get", total: manifest.size, handler: progress)
         let decoded = SharedCounter()
         let fd = out.fd, temporary = out.temporary
-        let decompressors = self.decompressors
         let width = parallelBlocks
         try await withThrowingTaskGroup(of: Void.self) { group in
             var next = 0
@@ -88,12 +87,8 @@ extension StorageClient {
                     let block = next
                     let order = Self.readOrder(links: links, k: k)
                     group.addTask {
-                        let entry = table.entry(block)
-                        let (shards, failures) = try await gather(block: block, manifest: manifest, entry: entry, codec: codec,
-                                                                  links: links, order: order)
-                        if !failures.isEmpty { warnings.add(failures) }
-                        if (0..<k).contains(where: { shards[$0] == nil }) { decoded.add() }
-                        let plain = try codec.decode(block: block, entry: entry, shards: shards, decompressors: decompressors)
+                        let plain = try await Self.readBlock(block, manifest: manifest, table: table, codec: codec, links: links,
+                                                             order: order, client: self, warnings: warnings, decoded: decoded)
                         try OutputFile.write(fd: fd, path: temporary, plain, at: UInt64(block) * UInt64(manifest.blockSize))
                         tracker.add(UInt64(plain.count))
                     }
@@ -111,6 +106,40 @@ extension StorageClient {
         }
         return GetReport(fileID: fileID, name: manifest.name, size: manifest.size, output: output, seconds: tracker.elapsedSeconds,
                          warnings: notes, decodedBlocks: decoded.count)
+    }
+
+    /// One block's plaintext. The first k shards are decoded without checking their checksums:
+    /// if the block's tag verifies, every byte that went into it was intact (the checksums would
+    /// only repeat that work). If it does not, the checksums find the bad shards, which are
+    /// replaced by others and the block decoded again; nothing unverified is ever returned.
+    static func readBlock(_ block: Int, manifest: FileManifest, table: BlockTable, codec: BlockCodec, links: ColumnLinks, order: [Int],
+                          client: StorageClient, warnings: SharedNotes, decoded: SharedCounter) async throws -> [UInt8] {
+        let entry = table.entry(block)
+        let shardLength = codec.shardLength(cipherLength: entry.cipherLength)
+        var excluded: Set<Int> = []
+        var failures: [String] = []
+        for round in 0...manifest.k + manifest.m {
+            let (shards, more) = try await client.gather(block: block, manifest: manifest, entry: entry, codec: codec, links: links,
+                                                         order: order.filter { !excluded.contains($0) }, verify: round > 0,
+                                                         alreadyFailed: failures)
+            failures = more
+            do {
+                let plain = try codec.decode(block: block, entry: entry, shards: shards, decompressors: client.decompressors)
+                if !failures.isEmpty { warnings.add(failures) }
+                if (0..<manifest.k).contains(where: { shards[$0] == nil }) { decoded.add() }
+                return plain
+            } catch StorageError.integrity(let fileID, _, let reason) {
+                let bad = shards.filter { !BlockCodec.verify($0.value, index: $0.key, entry: entry, shardLength: shardLength) }.keys.sorted()
+                // All k shards intact and still no valid block: the metadata and the data disagree.
+                guard !bad.isEmpty else { throw StorageError.integrity(fileID: fileID, block: block, reason: reason) }
+                for column in bad {
+                    excluded.insert(column)
+                    failures.append(checksumFailure(node: manifest.columns[column].endpoint.node, column: column, block: block))
+                }
+            }
+        }
+        throw StorageError.notRecoverable(fileID: manifest.fileID, block: block, available: manifest.k + manifest.m - excluded.count,
+                                          needed: manifest.k, failures: failures)
     }
 
     /// The columns to read from, best first: the fastest to answer (connect + SELECT + PING).

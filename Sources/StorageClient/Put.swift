@@ -227,7 +227,7 @@ extension StorageClient {
                     let block = next
                     group.addTask {
                         let length = codec.plainLength(block)
-                        var plain = [UInt8](repeating: 0, count: length)
+                        var plain = uninitializedBytes(length)  // pread fills it or throws
                         try plain.withUnsafeMutableBytes {
                             try SourceFile.read(fd: fd, path: path, into: $0, offset: UInt64(block) * UInt64(codec.blockSize))
                         }

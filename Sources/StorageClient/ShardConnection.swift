@@ -39,6 +39,8 @@ final class ShardConnection: Sendable {
         let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(.nanoseconds(Int64(settings.connectTimeoutSeconds * 1e9)))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            // Shards are up to 8 MiB: read in large chunks (fewer reads, fewer decode attempts).
+            .channelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64 << 10, initial: 256 << 10, maximum: 1 << 20))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations

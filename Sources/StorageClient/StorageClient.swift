@@ -170,9 +170,9 @@ public struct StorageClient: Sendable {
         case nodeDown(Int, String)
     }
 
-    /// Fetches one shard and checks it against the metadata's checksum.
+    /// Fetches one shard and checks its length, and with `verify` its checksum.
     static func fetchShard(column: Int, block: Int, manifest: FileManifest, entry: BlockTable.Entry, shardLength: Int,
-                           links: ColumnLinks) async -> ShardFetch {
+                           links: ColumnLinks, verify: Bool) async -> ShardFetch {
         let endpoint = manifest.columns[column].endpoint
         guard let connection = links.connection(column) else {
             return .nodeDown(column, "node \(endpoint.node): \(links.deadReasons[column] ?? "not connected")")
@@ -180,8 +180,11 @@ public struct StorageClient: Sendable {
         do {
             switch try await connection.get(manifest.columns[column].key(block: block)) {
             case .value(let buffer):
-                guard BlockCodec.verify(buffer, index: column, entry: entry, shardLength: shardLength) else {
-                    return .bad(column, "node \(endpoint.node): shard \(column) of block \(block) fails its checksum")
+                guard buffer.readableBytes == shardLength else {
+                    return .bad(column, "node \(endpoint.node): shard \(column) of block \(block) is \(buffer.readableBytes) bytes, expected \(shardLength)")
+                }
+                guard !verify || BlockCodec.verify(buffer, index: column, entry: entry, shardLength: shardLength) else {
+                    return .bad(column, Self.checksumFailure(node: endpoint.node, column: column, block: block))
                 }
                 return .good(column, buffer)
             case .missing:
@@ -194,19 +197,24 @@ public struct StorageClient: Sendable {
         }
     }
 
-    /// k verified shards of a block, asked from `order` first to last: the first k at once, and
-    /// one more for each that fails. Throws `notRecoverable` when fewer than k can be had.
+    static func checksumFailure(node: String, column: Int, block: Int) -> String {
+        "node \(node): shard \(column) of block \(block) fails its checksum"
+    }
+
+    /// k shards of a block (checksummed unless `verify` is false), asked from `order` first to
+    /// last: the first k at once, and one more for each that fails. Throws `notRecoverable` when
+    /// fewer than k can be had; `alreadyFailed` are counted in that error.
     func gather(block: Int, manifest: FileManifest, entry: BlockTable.Entry, codec: BlockCodec, links: ColumnLinks,
-                order: [Int]) async throws -> (shards: [Int: ByteBuffer], failures: [String]) {
+                order: [Int], verify: Bool = true, alreadyFailed: [String] = []) async throws -> (shards: [Int: ByteBuffer], failures: [String]) {
         let k = codec.code.k
         let shardLength = codec.shardLength(cipherLength: entry.cipherLength)
         var shards: [Int: ByteBuffer] = [:]
-        var failures: [String] = []
+        var failures: [String] = alreadyFailed
         var candidates = order[...]
         await withTaskGroup(of: ShardFetch.self) { group in
             var running = 0
             while running < k, let column = candidates.popFirst() {
-                group.addTask { await Self.fetchShard(column: column, block: block, manifest: manifest, entry: entry, shardLength: shardLength, links: links) }
+                group.addTask { await Self.fetchShard(column: column, block: block, manifest: manifest, entry: entry, shardLength: shardLength, links: links, verify: verify) }
                 running += 1
             }
             while shards.count < k, let result = await group.next() {
@@ -220,7 +228,7 @@ public struct StorageClient: Sendable {
                 }
                 // Each failure frees a slot: ask the next candidate so k requests stay in flight.
                 while shards.count + running < k, let column = candidates.popFirst() {
-                    group.addTask { await Self.fetchShard(column: column, block: block, manifest: manifest, entry: entry, shardLength: shardLength, links: links) }
+                    group.addTask { await Self.fetchShard(column: column, block: block, manifest: manifest, entry: entry, shardLength: shardLength, links: links, verify: verify) }
                     running += 1
                 }
             }

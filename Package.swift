@@ -23,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.0.0"),
         // WebSocket client for TFChain's JSON-RPC (SwiftNIO based).
         .package(url: "https://github.com/hummingbird-project/swift-websocket.git", from: "1.6.0"),
+        // The twin-facing deployment API.
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.20.0"),
     ],
     targets: [
         // System libraries from Debian's -dev packages.
@@ -37,8 +39,8 @@ let package = Package(
         // CRC32-C for the shard store (SSE4.2 when the CPU has it).
         .target(name: "CCRC32C"),
 
-        // Shared grid types: keys, hashes, addresses.
-        .target(name: "GridTypes", dependencies: ["CSodium"]),
+        // Shared grid types: keys, hashes, addresses, the deployment model and its challenge (MD5 from swift-crypto).
+        .target(name: "GridTypes", dependencies: ["CSodium", .product(name: "Crypto", package: "swift-crypto")]),
         // Chain access (embedded ledger, TFChain).
         .target(name: "ChainClient", dependencies: [
             "GridTypes", "CXXHash",
@@ -51,6 +53,7 @@ let package = Package(
             "GridTypes", "ChainClient",
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Hummingbird", package: "hummingbird"),
         ]),
         // Isolated containers.
         .target(name: "ContainerRuntime", dependencies: ["GridTypes", "CNodeShim", "CSeccomp", "CCap"]),
@@ -98,7 +101,11 @@ let package = Package(
         .testTarget(name: "ContainerRuntimeTests", dependencies: ["ContainerRuntime"]),
         .testTarget(name: "ChainClientTests", dependencies: ["ChainClient", "GridTypes"],
                     exclude: ["tfchain_double", "Fixtures"]),
-        .testTarget(name: "ProvisionerTests", dependencies: ["Provisioner", "ChainClient", "GridTypes"]),
+        .testTarget(name: "ProvisionerTests", dependencies: [
+            "Provisioner", "ChainClient", "GridTypes",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ], exclude: ["Fixtures"]),
         .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "GridTypes", "ChainClient", "Provisioner", "TOMLKit"]),
         .testTarget(
             name: "ShardServerTests",

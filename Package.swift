@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/swift-websocket.git", from: "1.6.0"),
         // The twin-facing deployment API.
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.20.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
     ],
     targets: [
         // System libraries from Debian's -dev packages.
@@ -105,6 +106,7 @@ let package = Package(
             "Provisioner", "ChainClient", "GridTypes",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
         ], exclude: ["Fixtures"]),
         .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "GridTypes", "ChainClient", "Provisioner", "TOMLKit"]),
         .testTarget(

@@ -66,10 +66,12 @@ public struct TwinAPI: Sendable {
 
     /// Serves until cancelled. `onListening` gets the bound port (useful with port 0).
     public func run(host: String, port: Int, onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
-        let app = Application(router: router(), configuration: .init(address: .hostname(host, port: port), serverName: "node-agent"),
-                              onServerRunning: { channel in await onListening(channel.localAddress?.port ?? port) },
-                              logger: logger)
-        try await app.runService(gracefulShutdownSignals: [])
+        try await application(host: host, port: port, onListening: onListening).runService(gracefulShutdownSignals: [])
+    }
+
+    public func application(host: String, port: Int, onListening: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
+        Application(router: router(), configuration: .init(address: .hostname(host, port: port), serverName: "node-agent"),
+                    onServerRunning: { channel in await onListening(channel.localAddress?.port ?? port) }, logger: logger)
     }
 
     func contractID(_ context: BasicRequestContext) throws -> UInt64 {

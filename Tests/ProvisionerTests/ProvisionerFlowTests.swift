@@ -83,27 +83,29 @@ import Testing
     }
 
     @Test func admissionRefusesWholeDeploymentsThatDoNotFit() async throws {
-        let h = try ProvisionerHarness(allocatable: Resources(hru: 3 << 30, sru: 4 << 30, cru: 2, mru: 1 << 30))
+        let h = try ProvisionerHarness(allocatable: Resources(hru: 1 << 30, sru: 4 << 30, cru: 2, mru: 1 << 30))
         let first = try await h.contracted(ProvisionerHarness.deployment(workloads: ProvisionerHarness.storage))
         try await h.provisioner.deploy(first, caller: h.ownerTwin)  // hru 1 GiB, sru 2 GiB
 
         // Exactly the rest of sru fits...
         let exact = try await h.contracted(ProvisionerHarness.deployment(workloads: [Workload(name: "v", data: .volume(DiskData(size: 2 << 30)))]))
         try await h.provisioner.deploy(exact, caller: h.ownerTwin)
-        // ...one byte more does not, and the refusal names the numbers.
-        let over = try await h.contracted(ProvisionerHarness.deployment(workloads: [
-            Workload(name: "z", data: .zdb(ZdbData(size: 1 << 30))), Workload(name: "v", data: .volume(DiskData(size: 16 << 20)))]))
+        // ...one volume more does not, and the refusal names the numbers.
+        let container = Workload(name: "c", data: .container(ContainerData(image: "file:///i.tar", imageDigest: String(repeating: "a", count: 64),
+                                                                          entrypoint: "/bin/sh", compute: .init(cpu: 1, memory: 64 << 20))))
+        let over = try await h.contracted(ProvisionerHarness.deployment(workloads: [container, Workload(name: "v", data: .volume(DiskData(size: 16 << 20)))]))
         let refusal = await error { try await h.provisioner.deploy(over, caller: h.ownerTwin) }
         guard case .insufficientCapacity(let resource, let requested, let free, let allocatable)? = refusal else {
             Issue.record("expected a capacity refusal, got \(String(describing: refusal))"); return
         }
         #expect(resource.hasPrefix("sru") && requested == 16 << 20 && free == 0 && allocatable == 4 << 30)
-        // Refused whole: the zdb that would have fitted was not taken either.
+        // Refused whole: the container's CPU and memory, which would have fitted, were not taken either.
         #expect(try await h.provisioner.statistics().used == Resources(hru: 1 << 30, sru: 4 << 30))
+        #expect(refusal?.description.contains("needs 16777216, 0 of 4294967296 allocatable is free") == true)
     }
 
     @Test func concurrentDeploysNeverOvercommit() async throws {
-        let h = try ProvisionerHarness(allocatable: Resources(hru: 10 << 30, sru: 10 << 30, cru: 4, mru: 4 << 30))
+        let h = try ProvisionerHarness(allocatable: Resources(hru: 0, sru: 10 << 30, cru: 4, mru: 4 << 30))
         var deployments = [Deployment]()
         for _ in 0..<8 {
             deployments.append(try await h.contracted(ProvisionerHarness.deployment(workloads: [Workload(name: "v", data: .volume(DiskData(size: 3 << 30)))])))
@@ -217,5 +219,21 @@ import Testing
         defer { runner.cancel() }
         #expect(try await waitUntil { try await h.results(d.contractID)["ns1"] == .ok })
         #expect(h.disks.log.count == diskCalls)
+    }
+}
+
+extension ProvisionerFlowTests {
+    @Test func diskWorkloadsUseTheOtherDiskTypeWhenTheirOwnIsMissing() async throws {
+        // An HDD-only node still hosts a volume, an SSD-only node a zdb; what was reserved says where.
+        let hddOnly = try ProvisionerHarness(allocatable: Resources(hru: 10 << 30, sru: 0, cru: 4, mru: 4 << 30))
+        let v = try await hddOnly.contracted(ProvisionerHarness.deployment(workloads: [Workload(name: "v", data: .volume(DiskData(size: 2 << 30)))]))
+        try await hddOnly.provisioner.deploy(v, caller: hddOnly.ownerTwin)
+        #expect(try await hddOnly.provisioner.statistics().used == Resources(hru: 2 << 30))
+
+        let ssdOnly = try ProvisionerHarness(allocatable: Resources(hru: 0, sru: 10 << 30, cru: 4, mru: 4 << 30))
+        let z = try await ssdOnly.contracted(ProvisionerHarness.deployment(workloads: ProvisionerHarness.storage))
+        try await ssdOnly.provisioner.deploy(z, caller: ssdOnly.ownerTwin)
+        #expect(try await ssdOnly.provisioner.statistics().used == Resources(sru: 3 << 30))
+        #expect(try await ssdOnly.provisioner.contractReservations() == [ContractResources(contractID: z.contractID, used: Resources(sru: 3 << 30))])
     }
 }

@@ -18,11 +18,11 @@ import Testing
 
     func call(_ client: some TestClientProtocol, _ method: HTTPRequest.Method, _ path: String, body: [UInt8] = [],
               twin: UInt32?, key: Ed25519KeyPair?, timestamp: Int64 = Int64(Date().timeIntervalSince1970),
-              contentType: String = "application/json", headers extra: [String: String] = [:]) async throws -> Reply {
+              contentType: String = "application/json", nonce: String = UUID().uuidString, headers extra: [String: String] = [:]) async throws -> Reply {
         var headers = HTTPFields()
         headers[.contentType] = contentType
         if let twin, let key {
-            for (name, value) in TwinRequestSignature.headers(method: method.rawValue, path: path, body: body, twinID: twin, keyPair: key, now: timestamp) {
+            for (name, value) in TwinRequestSignature.headers(method: method.rawValue, path: path, body: body, twinID: twin, keyPair: key, now: timestamp, nonce: nonce) {
                 headers[HTTPField.Name(name)!] = value
             }
         }
@@ -88,9 +88,11 @@ import Testing
 
             // The same signed request twice: the second is a replay.
             let now = Int64(Date().timeIntervalSince1970)
-            #expect(try await call(client, .get, path, twin: h.ownerTwin, key: h.owner, timestamp: now).status == 200)
-            let replay = try await call(client, .get, path, twin: h.ownerTwin, key: h.owner, timestamp: now)
+            #expect(try await call(client, .get, path, twin: h.ownerTwin, key: h.owner, timestamp: now, nonce: "nonce-one").status == 200)
+            let replay = try await call(client, .get, path, twin: h.ownerTwin, key: h.owner, timestamp: now, nonce: "nonce-one")
             #expect(replay.status == 401 && replay.text.contains("replay"))
+            // The same call in the same second with a fresh nonce is a new request.
+            #expect(try await call(client, .get, path, twin: h.ownerTwin, key: h.owner, timestamp: now, nonce: "nonce-two").status == 200)
 
             // A signature made for another path (or body) does not carry over.
             var headers = TwinRequestSignature.headers(method: "GET", path: "/api/v1/deployments/1", body: [], twinID: h.ownerTwin, keyPair: h.owner)

@@ -2,23 +2,27 @@ import CSodium
 import Foundation
 
 /// How a twin signs its calls to a node's API: ed25519 over the method, the path with its query,
-/// the Unix time and BLAKE2b-256 of the body, so a captured request cannot be replayed later, sent
-/// to another path or given another body. The node adds a ±60 s window and a replay cache.
+/// the Unix time, a random nonce and BLAKE2b-256 of the body, so a captured request cannot be
+/// replayed, sent to another path or given another body, while two identical calls in the same
+/// second are still two requests. The node adds a ±60 s window and a replay cache.
 public enum TwinRequestSignature {
     public static let twinHeader = "X-Grid-Twin"
     public static let timestampHeader = "X-Grid-Timestamp"
+    public static let nonceHeader = "X-Grid-Nonce"
     public static let signatureHeader = "X-Grid-Signature"
     public static let allowedSkewSeconds: Int64 = 60
+    public static let maxNonceLength = 64
 
-    public static func message(method: String, path: String, timestamp: Int64, body: [UInt8]) -> [UInt8] {
-        Array("grid-request-v1\n\(method.uppercased())\n\(path)\n\(timestamp)\n\(Hex.encode(Blake2b.hash256(body)))".utf8)
+    public static func message(method: String, path: String, timestamp: Int64, nonce: String, body: [UInt8]) -> [UInt8] {
+        Array("grid-request-v1\n\(method.uppercased())\n\(path)\n\(timestamp)\n\(nonce)\n\(Hex.encode(Blake2b.hash256(body)))".utf8)
     }
 
     /// Header values for a request.
     public static func headers(method: String, path: String, body: [UInt8], twinID: UInt32, keyPair: Ed25519KeyPair,
-                               now: Int64 = Int64(Date().timeIntervalSince1970)) -> [String: String] {
-        let signature = keyPair.sign(message(method: method, path: path, timestamp: now, body: body))
-        return [twinHeader: String(twinID), timestampHeader: String(now), signatureHeader: Hex.encode(signature)]
+                               now: Int64 = Int64(Date().timeIntervalSince1970),
+                               nonce: String = Hex.encode((0..<16).map { _ in UInt8.random(in: 0...255) })) -> [String: String] {
+        let signature = keyPair.sign(message(method: method, path: path, timestamp: now, nonce: nonce, body: body))
+        return [twinHeader: String(twinID), timestampHeader: String(now), nonceHeader: nonce, signatureHeader: Hex.encode(signature)]
     }
 }
 

@@ -23,8 +23,11 @@ public actor RequestAuthenticator {
         func header(_ name: String) -> String? { headers.first { $0.key.lowercased() == name.lowercased() }?.value }
         guard let twinText = header(TwinRequestSignature.twinHeader), let twinID = UInt32(twinText),
               let timeText = header(TwinRequestSignature.timestampHeader), let timestamp = Int64(timeText),
-              let signatureHex = header(TwinRequestSignature.signatureHeader) else {
-            throw .unauthorized("sign the request: headers \(TwinRequestSignature.twinHeader), \(TwinRequestSignature.timestampHeader) and \(TwinRequestSignature.signatureHeader) are required (grid-twin does this)")
+              let nonce = header(TwinRequestSignature.nonceHeader), let signatureHex = header(TwinRequestSignature.signatureHeader) else {
+            throw .unauthorized("sign the request: headers \(TwinRequestSignature.twinHeader), \(TwinRequestSignature.timestampHeader), \(TwinRequestSignature.nonceHeader) and \(TwinRequestSignature.signatureHeader) are required (grid-twin does this)")
+        }
+        guard (8...TwinRequestSignature.maxNonceLength).contains(nonce.utf8.count) else {
+            throw .unauthorized("\(TwinRequestSignature.nonceHeader) must be 8 to \(TwinRequestSignature.maxNonceLength) characters")
         }
         guard abs(now - timestamp) <= window else {
             throw .unauthorized("timestamp \(timestamp) is \(now - timestamp) s from the node's clock; at most ±\(window) s is accepted: check the clock")
@@ -33,7 +36,7 @@ public actor RequestAuthenticator {
             throw .unauthorized("\(TwinRequestSignature.signatureHeader) must be 128 hex characters")
         }
         let key = try await twinKey(twinID, now: now)
-        let message = TwinRequestSignature.message(method: method, path: path, timestamp: timestamp, body: body)
+        let message = TwinRequestSignature.message(method: method, path: path, timestamp: timestamp, nonce: nonce, body: body)
         guard key.verify(signature: signature, message: message) else {
             throw .unauthorized("the signature does not verify against twin \(twinID)'s key on chain")
         }

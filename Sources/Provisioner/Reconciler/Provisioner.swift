@@ -94,8 +94,8 @@ public actor Provisioner {
             throw .conflict("contract \(deployment.contractID) already has a deployment (version \(existing.deployment.version))"
                             + (existing.removing ? " that is being removed" : "; send an update with version \(existing.deployment.version + 1)"))
         }
-        try await admit(deployment, replacing: nil)
-        try await store.save(deployment, hash: hash)
+        let placed = try await admit(deployment, replacing: nil)
+        try await store.save(deployment, hash: hash, reservations: placed)
         logger.info("deployment accepted", metadata: ["contract": "\(deployment.contractID)", "twin": "\(deployment.twinID)",
                                                       "workloads": "\(deployment.workloads.count)"])
         await reservationsChanged()
@@ -115,8 +115,8 @@ public actor Provisioner {
         guard existing.deployment.twinID == caller else { throw .forbidden("contract \(deployment.contractID) belongs to another twin") }
         do { try DeploymentRules.validateUpdate(from: existing.deployment, to: deployment) } catch { throw ProvisionerError(error) }
         let hash = try await verifyAgainstChain(deployment)
-        try await admit(deployment, replacing: deployment.contractID)
-        try await store.save(deployment, hash: hash)
+        let placed = try await admit(deployment, replacing: deployment.contractID)
+        try await store.save(deployment, hash: hash, reservations: placed)
         logger.info("deployment updated", metadata: ["contract": "\(deployment.contractID)", "version": "\(deployment.version)"])
         await reservationsChanged()
         schedule(deployment.contractID)
@@ -222,11 +222,28 @@ public actor Provisioner {
     }
 
     /// Refuses a deployment that does not fit whole. Callers hold the admission lock.
-    func admit(_ deployment: Deployment, replacing contractID: UInt64?) async throws(ProvisionerError) {
+    ///
+    /// Disk space comes from the workload's own disk type (zdb: HDD, the others: SSD) and, when the
+    /// node has none of that type left, from the other type: a single-disk node can still host both.
+    /// The reservation records where the bytes went, so used and reported numbers stay true.
+    func admit(_ deployment: Deployment, replacing contractID: UInt64?) async throws(ProvisionerError) -> [String: Resources] {
         let others = try await store.reserved(excluding: contractID)
-        var needed = Resources.zero
-        for w in deployment.workloads { needed = needed.adding(w.reservation) ?? Resources(hru: .max, sru: .max, cru: .max, mru: .max) }
         let limit = capacityLimit()
+        var needed = Resources.zero
+        var placed = [String: Resources]()
+        let overflow = Resources(hru: .max, sru: .max, cru: .max, mru: .max)
+        for w in deployment.workloads {
+            var r = w.reservation
+            let freeHDD = limit.hru > others.hru + needed.hru ? limit.hru - others.hru - needed.hru : 0
+            let freeSSD = limit.sru > others.sru + needed.sru ? limit.sru - others.sru - needed.sru : 0
+            if r.hru > freeHDD, r.sru == 0, r.hru <= freeSSD {
+                r = Resources(hru: 0, sru: r.hru, cru: r.cru, mru: r.mru)
+            } else if r.sru > freeSSD, r.hru == 0, r.sru <= freeHDD {
+                r = Resources(hru: r.sru, sru: 0, cru: r.cru, mru: r.mru)
+            }
+            placed[w.name] = r
+            needed = needed.adding(r) ?? overflow
+        }
         let checks: [(String, UInt64, UInt64, UInt64)] = [
             ("cru (CPUs)", needed.cru, others.cru, limit.cru), ("mru (memory bytes)", needed.mru, others.mru, limit.mru),
             ("sru (SSD bytes)", needed.sru, others.sru, limit.sru), ("hru (HDD bytes)", needed.hru, others.hru, limit.hru),
@@ -235,6 +252,7 @@ public actor Provisioner {
             let free = allocatable > used ? allocatable - used : 0
             if want > free { throw .insufficientCapacity(resource: resource, requested: want, free: free, allocatable: allocatable) }
         }
+        return placed
     }
 
     /// Admission and the save that records it run one at a time: the actor alone would let two

@@ -105,7 +105,9 @@ public final class DeploymentStore: Sendable {
     /// Saves a newly accepted deployment (or an accepted update) and its workloads' desired state in
     /// one transaction. In an update, workloads that changed restart from `init`, unchanged ones keep
     /// their result, and dropped ones are marked for removal.
-    public func save(_ deployment: Deployment, hash: String) async throws(ProvisionerError) {
+    /// `reservations` says, by workload name, what admission reserved (the disk type may differ from
+    /// the workload's preferred one); missing names reserve `Workload.reservation`.
+    public func save(_ deployment: Deployment, hash: String, reservations: [String: Resources] = [:]) async throws(ProvisionerError) {
         var stripped = deployment
         for i in stripped.workloads.indices { stripped.workloads[i].result = nil }
         let body = stripped
@@ -123,9 +125,10 @@ public final class DeploymentStore: Sendable {
                     updated = excluded.updated
                 """, arguments: [contract, Int64(body.twinID), Int64(body.version), hash, try Self.encode(body), now, now])
             for w in body.workloads {
-                let r = w.reservation
+                let r = reservations[w.name] ?? w.reservation
                 if let before = previous[w.name], before == w {
-                    try db.execute(sql: "UPDATE workloads SET desired = 1 WHERE contract_id = ? AND name = ?", arguments: [contract, w.name])
+                    try db.execute(sql: "UPDATE workloads SET desired = 1, hru = ?, sru = ?, cru = ?, mru = ? WHERE contract_id = ? AND name = ?",
+                                   arguments: [Int64(r.hru), Int64(r.sru), Int64(r.cru), Int64(r.mru), contract, w.name])
                     continue
                 }
                 try db.execute(sql: """

@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "ledger-bench", targets: ["LedgerBench"]),
         .executable(name: "runtime-bench", targets: ["RuntimeBench"]),
         .executable(name: "tfchain-bench", targets: ["TFChainBench"]),
+        .executable(name: "provisioner-bench", targets: ["ProvisionerBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -94,6 +95,9 @@ let package = Package(
         // Benchmarks (bench/): programs that print figures.
         .executableTarget(name: "LedgerBench", dependencies: ["ChainClient", "Provisioner", "GridTypes"], path: "bench/LedgerBench"),
         .executableTarget(name: "RuntimeBench", dependencies: ["ContainerRuntime"], path: "bench/RuntimeBench"),
+        .executableTarget(name: "ProvisionerBench", dependencies: [
+            "ChainClient", "Provisioner", "ShardServer", "GridTypes", .product(name: "Logging", package: "swift-log"),
+        ], path: "bench/ProvisionerBench"),
         .executableTarget(name: "TFChainBench", dependencies: ["ChainClient", "GridTypes"], path: "bench/TFChainBench",
                          exclude: ["scalecodec_bench.py"]),
 

@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "grid-twin", targets: ["GridTwin"]),
         .executable(name: "ledger-bench", targets: ["LedgerBench"]),
         .executable(name: "runtime-bench", targets: ["RuntimeBench"]),
+        .executable(name: "image-bench", targets: ["ImageBench"]),
         .executable(name: "tfchain-bench", targets: ["TFChainBench"]),
         .executable(name: "provisioner-bench", targets: ["ProvisionerBench"]),
     ],
@@ -34,6 +35,8 @@ let package = Package(
         .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
         .systemLibrary(name: "CCap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        // Container images: tar, gzip and zstd parsing (entries are written by our own code).
+        .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
         // xxHash for Substrate's twox128/twox64 storage hashers.
         .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
         // Syscalls Swift's Glibc module cannot reach, and everything that runs between fork and exec.
@@ -58,7 +61,7 @@ let package = Package(
             .product(name: "Hummingbird", package: "hummingbird"),
         ]),
         // Isolated containers.
-        .target(name: "ContainerRuntime", dependencies: ["GridTypes", "CNodeShim", "CSeccomp", "CCap"]),
+        .target(name: "ContainerRuntime", dependencies: ["GridTypes", "CNodeShim", "CSeccomp", "CCap", "CArchive", "CSodium"]),
         // 0-db compatible shard store.
         .target(
             name: "ShardServer",
@@ -98,12 +101,13 @@ let package = Package(
         .executableTarget(name: "ProvisionerBench", dependencies: [
             "ChainClient", "Provisioner", "ShardServer", "GridTypes", .product(name: "Logging", package: "swift-log"),
         ], path: "bench/ProvisionerBench"),
+        .executableTarget(name: "ImageBench", dependencies: ["ContainerRuntime", "GridTypes"], path: "bench/ImageBench"),
         .executableTarget(name: "TFChainBench", dependencies: ["ChainClient", "GridTypes"], path: "bench/TFChainBench",
                          exclude: ["scalecodec_bench.py"]),
 
         .testTarget(name: "GridTypesTests", dependencies: ["GridTypes", "CSodium"]),
         .testTarget(name: "NodeShimTests", dependencies: ["CNodeShim"]),
-        .testTarget(name: "ContainerRuntimeTests", dependencies: ["ContainerRuntime"]),
+        .testTarget(name: "ContainerRuntimeTests", dependencies: ["ContainerRuntime", "CArchive", "CNodeShim", "GridTypes"]),
         .testTarget(name: "ChainClientTests", dependencies: ["ChainClient", "GridTypes"],
                     exclude: ["tfchain_double", "Fixtures"]),
         .testTarget(name: "ProvisionerTests", dependencies: [

@@ -1,5 +1,6 @@
 import CapacityReporter
 import ChainClient
+import ContainerRuntime
 import Foundation
 import GridTypes
 import Logging
@@ -63,6 +64,20 @@ enum ProvisionerSetup {
 }
 
 extension ProvisionerSetup {
-    /// Container workloads arrive with the image store (issue 5); until then the node runs disks and namespaces.
-    static func containerManagers(stateDir: String) throws -> [any WorkloadManager] { [] }
+    /// Container workloads: images in `<state_dir>/images`, bundles in `<state_dir>/containers`,
+    /// runtime state in `<state_dir>/runtime` (it must survive reboots' /run wipe only as far as the
+    /// reconciler needs: a missing record is a container to start again).
+    static func containerManagers(stateDir: String) throws -> [any WorkloadManager] {
+        // A container's root is bound by its init inside the user namespace, as the unprivileged
+        // uid the container's root maps to: every directory on the way must be searchable (not
+        // readable) by others. Secrets in the state directory are 0600 files, so 0711 lists nothing.
+        for path in [stateDir, stateDir + "/containers"] {
+            if mkdir(path, 0o711) != 0 && errno != EEXIST { throw NodeAgentError.io(operation: "create", path: path, errno: errno) }
+            var info = stat()
+            if stat(path, &info) == 0, info.st_mode & 0o111 != 0o111 { chmod(path, (info.st_mode & 0o777) | 0o711) }
+        }
+        let images = try ImageStore(root: stateDir + "/images")
+        let runtime = OCIRuntime(stateRoot: stateDir + "/runtime", cgroupParent: "node-agent")
+        return [ContainerManager(service: RuntimeContainers(runtime: runtime, images: images, bundles: stateDir + "/containers"))]
+    }
 }

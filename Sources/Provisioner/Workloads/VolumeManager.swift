@@ -30,7 +30,8 @@ public struct VolumeManager: WorkloadManager {
         default: return nil
         }
         let name = id.description
-        try makeDirectory(root, mode: 0o700)
+        // Searchable by others: containers bind volumes as their unprivileged root (see ProvisionerSetup).
+        try makeDirectory(root, mode: 0o711)
         let image = imagePath(id)
         var info = stat()
         if stat(image, &info) != 0 {

@@ -73,13 +73,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The provisioner's workload managers on this node's real runtime and shard server.
+        .target(name: "WorkloadBackends", dependencies: ["Provisioner", "ContainerRuntime", "ShardServer", "GridTypes"]),
         // Capacity, uptime and usage reports.
         .target(name: "CapacityReporter", dependencies: ["GridTypes", "ChainClient"]),
         // The daemon and the `node-agent` command line.
         .executableTarget(
             name: "NodeAgent",
             dependencies: [
-                "GridTypes", "ChainClient", "Provisioner", "ContainerRuntime", "ShardServer", "CapacityReporter",
+                "GridTypes", "ChainClient", "Provisioner", "ContainerRuntime", "ShardServer", "CapacityReporter", "WorkloadBackends",
                 "CNodeShim", "CSodium", "CSeccomp", "CCap", "CZstd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -99,7 +101,8 @@ let package = Package(
         .executableTarget(name: "LedgerBench", dependencies: ["ChainClient", "Provisioner", "GridTypes"], path: "bench/LedgerBench"),
         .executableTarget(name: "RuntimeBench", dependencies: ["ContainerRuntime"], path: "bench/RuntimeBench"),
         .executableTarget(name: "ProvisionerBench", dependencies: [
-            "ChainClient", "Provisioner", "ShardServer", "GridTypes", .product(name: "Logging", package: "swift-log"),
+            "ChainClient", "Provisioner", "ShardServer", "ContainerRuntime", "WorkloadBackends", "GridTypes",
+            .product(name: "Logging", package: "swift-log"),
         ], path: "bench/ProvisionerBench"),
         .executableTarget(name: "ImageBench", dependencies: ["ContainerRuntime", "GridTypes"], path: "bench/ImageBench"),
         .executableTarget(name: "TFChainBench", dependencies: ["ChainClient", "GridTypes"], path: "bench/TFChainBench",

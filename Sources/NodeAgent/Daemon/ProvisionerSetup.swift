@@ -6,6 +6,7 @@ import GridTypes
 import Logging
 import Provisioner
 import ShardServer
+import WorkloadBackends
 
 /// Builds the provisioner for `node-agent run`: its store, the workload managers this node runs,
 /// capacity for admission, and the twin API. Start-up reconciliation (orphans removed, recorded

@@ -4,12 +4,20 @@ import Provisioner
 import ShardServer
 
 /// The provisioner's zdb workloads on this node's shard server, through its local admin API.
-struct ShardNamespaces: ShardNamespaceService {
+public struct ShardNamespaces: ShardNamespaceService {
     let server: ShardServer
     let host: String
     let port: Int
 
-    func ensureNamespace(_ name: String, maxSize: UInt64, mode: ZdbData.Mode, password: String, isPublic: Bool,
+    /// `host` and `port` are the configured listen address; a wildcard host is answered with the
+    /// host's own addresses, and the bound port wins once the server runs.
+    public init(server: ShardServer, host: String, port: Int) {
+        self.server = server
+        self.host = host
+        self.port = port
+    }
+
+    public func ensureNamespace(_ name: String, maxSize: UInt64, mode: ZdbData.Mode, password: String, isPublic: Bool,
                          locked: Bool) async throws(ProvisionerError) {
         let wanted = NamespaceSettings(maxSize: maxSize, password: password.isEmpty ? nil : password, isPublic: isPublic,
                                        mode: mode == .seq ? .seq : .user, locked: locked)
@@ -36,7 +44,7 @@ struct ShardNamespaces: ShardNamespaceService {
         }
     }
 
-    func deleteNamespace(_ name: String) async throws(ProvisionerError) {
+    public func deleteNamespace(_ name: String) async throws(ProvisionerError) {
         do {
             guard try server.namespaceNames().contains(name) else { return }
             try server.deleteNamespace(name)
@@ -45,14 +53,14 @@ struct ShardNamespaces: ShardNamespaceService {
         }
     }
 
-    func namespaceNames() async throws(ProvisionerError) -> [String] {
+    public func namespaceNames() async throws(ProvisionerError) -> [String] {
         do { return try server.namespaceNames() } catch {
             throw .workload(name: "shard server", operation: "list namespaces", detail: "\(error)", permanent: false)
         }
     }
 
     /// A wildcard listen address is answered with the host's own addresses.
-    func endpoint() async -> (ips: [String], port: Int) {
+    public func endpoint() async -> (ips: [String], port: Int) {
         let port = server.port ?? self.port
         guard host == "0.0.0.0" || host == "::" else { return ([host], port) }
         return (Self.hostAddresses(), port)

@@ -7,11 +7,17 @@ import Provisioner
 /// digest, a per-container overlay root, the secure defaults, cgroup limits from the reservation,
 /// logs to capped files. A running container with the same revision is left alone, so a restart of
 /// the agent re-adopts its containers instead of restarting them.
-struct RuntimeContainers: ContainerService {
+public struct RuntimeContainers: ContainerService {
     let runtime: OCIRuntime
     let images: ImageStore
     /// Per-container bundle directories (rootfs mount, revision, logs).
     let bundles: String
+
+    public init(runtime: OCIRuntime, images: ImageStore, bundles: String) {
+        self.runtime = runtime
+        self.images = images
+        self.bundles = bundles
+    }
 
     func bundle(_ id: String) -> String { "\(bundles)/\(id)" }
 
@@ -19,7 +25,7 @@ struct RuntimeContainers: ContainerService {
         .workload(name: id, operation: operation, detail: "\(error)", permanent: permanent)
     }
 
-    func ensure(_ launch: ContainerLaunch, paused: Bool) async throws(ProvisionerError) -> ContainerStatus {
+    public func ensure(_ launch: ContainerLaunch, paused: Bool) async throws(ProvisionerError) -> ContainerStatus {
         let id = launch.id
         let revisionPath = bundle(id) + "/revision"
         let recorded = (try? String(contentsOfFile: revisionPath, encoding: .utf8)) ?? ""
@@ -78,7 +84,7 @@ struct RuntimeContainers: ContainerService {
         return text.contains("digest") || text.contains("refus") || text.contains("not an image")
     }
 
-    func remove(id: String) async throws(ProvisionerError) {
+    public func remove(id: String) async throws(ProvisionerError) {
         do {
             if let state = try? runtime.state(id: id) {
                 if state.status != .stopped { try? runtime.kill(id: id, signal: SIGKILL, all: true) }
@@ -91,7 +97,7 @@ struct RuntimeContainers: ContainerService {
         } catch { throw fail(id, "remove container", error) }
     }
 
-    func containerIDs() async throws(ProvisionerError) -> [String] {
+    public func containerIDs() async throws(ProvisionerError) -> [String] {
         var ids = Set(runtime.list())
         // A crash between making a bundle and creating the container leaves only the bundle.
         if let entries = try? FileManager.default.contentsOfDirectory(atPath: bundles) { ids.formUnion(entries) }

@@ -144,8 +144,17 @@ final class GridHarness: @unchecked Sendable {
         try LedgerScenarioTests.gridTwin(arguments, ledger: ledger)
     }
 
+    /// Containers outlive their agent by design; a test's must not outlive the test.
+    static func removeContainers(stateDir: String) {
+        let root = stateDir + "/runtime"
+        for id in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] {
+            _ = try? run(CommandLineTests.binary, ["runtime", "delete", "--force", "--root", root, id], allowFailure: true)
+        }
+    }
+
     func cleanUp() {
         for node in nodes { kill9(node) }
+        for node in nodes { Self.removeContainers(stateDir: node.state) }
         if let mounts = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) {
             for line in mounts.split(separator: "\n") {
                 let fields = line.split(separator: " ")

@@ -84,6 +84,27 @@ import Testing
         }
         phases.mark("each namespace stores and serves a value over the 0-db protocol")
 
+        // A container with a volume on A, from a busybox image the test builds, digest-checked.
+        let image = try ContainerWorkloadTests.busyboxImage(in: grid.dir)
+        let web = grid.dir + "/web.json"
+        try """
+            {"version": 0, "twin_id": 0, "description": "web", "metadata": "", "expiration": 0,
+             "signature_requirement": {"requests": [{"twin_id": 0, "required": true, "weight": 1}], "weight_required": 1, "signatures": [], "signature_style": ""},
+             "workloads": [
+               {"version": 0, "name": "data", "type": "volume", "data": {"size": 33554432}},
+               {"version": 0, "name": "web", "type": "container", "data": {"image": "\(image.url)", "image_digest": "\(image.digest)",
+                 "entrypoint": "/bin/sh", "args": ["-c", "echo served by a contract > /data/index.html; exec sleep 100000"],
+                 "env": {}, "compute_capacity": {"cpu": 1, "memory": 67108864}, "mounts": [{"name": "data", "mountpoint": "/data"}],
+                 "root_size": 67108864}}]}
+            """.write(toFile: web, atomically: true, encoding: .utf8)
+        let nodeA = grid.node("a")
+        let container = try grid.gridTwin(["deploy", web, "--node", "\(nodeA.nodeID() ?? 0)", "--api", nodeA.api, "--key", user, "--out", web])
+        #expect(container.status == 0 && container.stdout.contains("web (container): ok"), "\(container.stdout) \(container.stderr)")
+        let webContract = (try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: web))) as? [String: Any])?["contract_id"] as? Int ?? 0
+        let index = nodeA.state + "/volumes/wl-\(webContract)-data/index.html"
+        #expect(try await LedgerScenarioTests.eventually(10) { (try? String(contentsOfFile: index, encoding: .utf8)) == "served by a contract\n" })
+        phases.mark("a container with a volume runs on a (contract to running, through grid-twin)")
+
         // A deliberate fault: the deployment changed after the contract was made.
         let tampered = grid.dir + "/ns-a.signed.json"
         var text = try String(contentsOfFile: tampered, encoding: .utf8)

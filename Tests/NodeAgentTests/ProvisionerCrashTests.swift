@@ -68,6 +68,8 @@ import FoundationNetworking
 
         /// Volume mounts left by a failed run must not outlive the test.
         func cleanUp() {
+            kill9()
+            GridHarness.removeContainers(stateDir: state)
             if let mounts = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) {
                 for line in mounts.split(separator: "\n") {
                     let fields = line.split(separator: " ")

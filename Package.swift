@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "image-bench", targets: ["ImageBench"]),
         .executable(name: "tfchain-bench", targets: ["TFChainBench"]),
         .executable(name: "provisioner-bench", targets: ["ProvisionerBench"]),
+        .executable(name: "storage-bench", targets: ["StorageBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -39,6 +40,8 @@ let package = Package(
         .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
         // xxHash for Substrate's twox128/twox64 storage hashers.
         .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
+        // ISA-L's Reed-Solomon erasure code for the storage client.
+        .systemLibrary(name: "CISAL", pkgConfig: "libisal", providers: [.apt(["libisal-dev"])]),
         // Syscalls Swift's Glibc module cannot reach, and everything that runs between fork and exec.
         .target(name: "CNodeShim"),
         // CRC32-C for the shard store (SSE4.2 when the CPU has it).
@@ -75,6 +78,15 @@ let package = Package(
         ),
         // The provisioner's workload managers on this node's real runtime and shard server.
         .target(name: "WorkloadBackends", dependencies: ["Provisioner", "ContainerRuntime", "ShardServer", "GridTypes"]),
+        // The twin's side of storage: files as compressed, encrypted, erasure-coded shards on 0-db namespaces.
+        .target(
+            name: "StorageClient",
+            dependencies: [
+                "GridTypes", "CSodium", "CZstd", "CISAL",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         // Capacity, uptime and usage reports.
         .target(name: "CapacityReporter", dependencies: ["GridTypes", "ChainClient"]),
         // The daemon and the `node-agent` command line.
@@ -93,7 +105,7 @@ let package = Package(
         .executableTarget(
             name: "GridTwin",
             dependencies: [
-                "GridTypes", "ChainClient",
+                "GridTypes", "ChainClient", "StorageClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -107,6 +119,9 @@ let package = Package(
         .executableTarget(name: "ImageBench", dependencies: ["ContainerRuntime", "GridTypes"], path: "bench/ImageBench"),
         .executableTarget(name: "TFChainBench", dependencies: ["ChainClient", "GridTypes"], path: "bench/TFChainBench",
                          exclude: ["scalecodec_bench.py"]),
+        .executableTarget(name: "StorageBench", dependencies: ["StorageClient", "ShardServer", "GridTypes", "CSodium", "CZstd", "CISAL",
+                                                               .product(name: "Logging", package: "swift-log")],
+                         path: "bench/StorageBench"),
 
         .testTarget(name: "GridTypesTests", dependencies: ["GridTypes", "CSodium"]),
         .testTarget(name: "NodeShimTests", dependencies: ["CNodeShim"]),
@@ -127,6 +142,14 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .testTarget(
+            name: "StorageClientTests",
+            dependencies: [
+                "StorageClient", "ShardServer", "GridTypes", "GridTwin",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
     ],

@@ -62,6 +62,32 @@ struct ImageRootfsTests {
         try store.remove(digest: image.digest)
     }
 
+    @Test func automaticFallsBackToACopyWhenOverlayCannotBeUsed() async throws {
+        let ws = try ImageWorkspace()
+        defer { ws.remove() }
+        // overlayfs options cannot carry a ':' in lowerdir: the automatic mode must copy instead, and say so.
+        let store = try ImageStore(root: ws.base + "/st:ore", options: .init(rootfs: .automatic))
+        let image = try await pulledImage(ws, store)
+        let directory = ws.base + "/containers/c3"
+        let prepared = try store.prepareRootfs(digest: image.digest, containerID: "c3", at: directory)
+        #expect(prepared.mode == .copy)
+        #expect(prepared.fallbackReason?.contains("overlay") == true, "\(String(describing: prepared.fallbackReason))")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: prepared.path + "/bin/busybox")) == Data(contentsOf: URL(fileURLWithPath: "/bin/busybox")))
+        #expect(owner(prepared.path + "/bin/busybox").map { ($0.uid, $0.mode) } ?? (0, 0) == (TestRootfs.idBase, 0o755))
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: prepared.path + "/bin/sh") == "busybox")
+        #expect(owner(prepared.path + "/tmp")?.mode == 0o1777)
+        // The same answer again, reason included, from the marker.
+        #expect(try store.prepareRootfs(digest: image.digest, containerID: "c3", at: directory) == prepared)
+        #expect(Self.mounts(under: directory).count == 1)
+        // An overlay-only store refuses instead.
+        let strict = try ImageStore(root: ws.base + "/st:ore", options: .init(rootfs: .overlay))
+        #expect(throws: ContainerRuntimeError.self) { try strict.prepareRootfs(digest: image.digest, containerID: "c4", at: ws.base + "/containers/c4") }
+        try strict.releaseRootfs(containerID: "c4", at: ws.base + "/containers/c4")
+        try store.releaseRootfs(containerID: "c3", at: directory)
+        #expect(Self.mounts(under: ws.base).isEmpty)
+        #expect(store.users(digest: image.digest).isEmpty)
+    }
+
     @Test func prepareAfterAnUnmountKeepsTheContainersWrites() async throws {
         let ws = try ImageWorkspace()
         defer { ws.remove() }

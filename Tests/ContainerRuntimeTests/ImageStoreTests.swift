@@ -119,6 +119,34 @@ struct ImageStoreTests {
         guard case .imageFetch(_, let message)? = missing else { Issue.record("expected a fetch error, got \(String(describing: missing))"); return }
         #expect(message.contains("404"), "\(message)")
         #expect(ws.leftovers.isEmpty)
+
+        // A reply larger than the cap is cut off.
+        let small = try ImageStore(root: ws.base + "/small-store", options: .init(limits: ImageLimits(maxArchiveBytes: 100_000)))
+        let tooBig = await pullError(small, url: url, digest: archive.digest)
+        guard case .imageLimit(let what, 100_000)? = tooBig else { Issue.record("expected the size limit, got \(String(describing: tooBig))"); return }
+        #expect(what.contains("archive size"))
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: small.root + "/.tmp")) ?? ["?"]).isEmpty)
+    }
+
+    /// A container can build a tree deeper than any stack or descriptor budget; removal must cope.
+    @Test func removeTreeCopesWithTreesDeeperThanItsDescriptorBudget() throws {
+        let ws = try ImageWorkspace()
+        defer { ws.remove() }
+        let top = ws.base + "/deep"
+        var path = top
+        #expect(mkdir(top, 0o755) == 0)
+        for level in 0..<300 {
+            path += "/d"
+            #expect(mkdir(path, 0o755) == 0)
+            if level % 50 == 0 { try Data("x".utf8).write(to: URL(fileURLWithPath: path + "/f")) }
+        }
+        #expect(symlink(ws.outside, top + "/d/escape") == 0)
+        try Data("keep".utf8).write(to: URL(fileURLWithPath: ws.outside + "/keep"))
+        let fd = open(ws.base, O_RDONLY | O_DIRECTORY)
+        defer { close(fd) }
+        try FileTree.removeTree(fd, Array("deep".utf8CString), display: top, maxOpen: 16)
+        #expect(!FileManager.default.fileExists(atPath: top))
+        #expect(FileManager.default.fileExists(atPath: ws.outside + "/keep"), "a symlink in the tree is removed, not followed")
     }
 
     @Test func digestMismatchIsRefusedWithBothDigests() async throws {

@@ -3,11 +3,13 @@ import Foundation
 import GridTypes
 
 // Image unpack against GNU tar on the same archive, in one run.
-// Usage: image-bench [SOURCE_DIR] [ITERATIONS]   (root; default /usr/include, 7 iterations)
+// Usage: image-bench [SOURCE_DIR] [ITERATIONS] [WORK_DIR]
+//        (root; defaults /usr/include, 7, $TMPDIR; a tmpfs WORK_DIR such as /dev/shm takes the disk out)
 // Makes SOURCE_DIR.tar and .tar.gz (and .tar.zst when zstd is installed) with GNU tar, then, per
 // archive and interleaved: `tar -xf` into an empty directory (the anchor), and ImageStore.pull from
 // file:// (copy + BLAKE2b-256 + unpack with the safety checks + id shift; durable: false, as tar does
-// not sync). Prints medians and the ratio pull / tar.
+// not sync). Prints medians and the ratios pull / tar and unpack / tar, where "unpack" is the pull
+// from its first unpack progress report on (after the copy and the digest check).
 let arguments = CommandLine.arguments
 let source = arguments.count > 1 ? arguments[1] : "/usr/include"
 let iterations = arguments.count > 2 ? Int(arguments[2]) ?? 7 : 7
@@ -27,10 +29,18 @@ func shell(_ args: [String]) -> Int32 {
     return process.terminationStatus
 }
 
+/// When the pull's unpack phase began (its first unpack progress report).
+final class UnpackStart: @unchecked Sendable {
+    private let lock = NSLock()
+    private var instant: ContinuousClock.Instant?
+    func mark() { lock.withLock { if instant == nil { instant = .now } } }
+    var value: ContinuousClock.Instant? { lock.withLock { instant } }
+}
+
 func milliseconds(_ d: Duration) -> Double { Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15 }
 func median(_ xs: [Double]) -> Double { let s = xs.sorted(); return s.isEmpty ? 0 : s[s.count / 2] }
 
-let work = NSTemporaryDirectory() + "image-bench-\(getpid())"
+let work = (arguments.count > 3 ? arguments[3] + "/" : NSTemporaryDirectory()) + "image-bench-\(getpid())"
 try? FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
 defer { try? FileManager.default.removeItem(atPath: work) }
 
@@ -43,13 +53,13 @@ if shell(["sh", "-c", "command -v zstd"]) == 0, shell(["tar", "-C", source, "--z
     archives.append(("tar.zst", work + "/src.tar.zst"))
 }
 let files = (FileManager.default.enumerator(atPath: source)?.allObjects.count) ?? 0
-print("image-bench: \(source), \(files) entries, \(iterations) runs each, interleaved; median ms")
-print("archive   size MiB   tar -xf   pull    pull/tar   pull durable")
+print("image-bench: \(source), \(files) entries, \(iterations) runs each, interleaved, in \(work); median ms")
+print("archive   size MiB   tar -xf   pull    pull/tar   unpack  unpack/tar   pull durable")
 let clock = ContinuousClock()
 for archive in archives {
     let data = try Data(contentsOf: URL(fileURLWithPath: archive.path))  // also warms the page cache
     let digest = Hex.encode(Blake2b.hash256(Array(data)))
-    var tarTimes: [Double] = [], pullTimes: [Double] = [], durableTimes: [Double] = []
+    var tarTimes: [Double] = [], pullTimes: [Double] = [], unpackTimes: [Double] = [], durableTimes: [Double] = []
     for i in 0..<iterations {
         let target = work + "/tar-\(i)"
         try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
@@ -58,15 +68,22 @@ for archive in archives {
 
         for durable in [false, true] where durable == false || i < 3 {
             let store = try ImageStore(root: work + "/store-\(i)", options: .init(durable: durable))
-            let elapsed = try await clock.measure {
-                _ = try await store.pull(url: "file://" + archive.path, digest: digest)
+            let unpackStart = UnpackStart()
+            let start = clock.now
+            _ = try await store.pull(url: "file://" + archive.path, digest: digest) { if $0.phase == .unpack { unpackStart.mark() } }
+            let end = clock.now
+            if durable {
+                durableTimes.append(milliseconds(end - start))
+            } else {
+                pullTimes.append(milliseconds(end - start))
+                unpackTimes.append(milliseconds(end - (unpackStart.value ?? start)))
             }
-            (durable ? { durableTimes.append(milliseconds(elapsed)) } : { pullTimes.append(milliseconds(elapsed)) })()
             try store.remove(digest: digest)
             try? FileManager.default.removeItem(atPath: work + "/store-\(i)")
         }
     }
-    let tar = median(tarTimes), pull = median(pullTimes)
+    let tar = median(tarTimes), pull = median(pullTimes), unpack = median(unpackTimes)
     let name = archive.name.padding(toLength: 9, withPad: " ", startingAt: 0)
-    print(name + String(format: " %8.1f %9.1f %7.1f %9.2fx %10.1f", Double(data.count) / 1_048_576, tar, pull, pull / tar, median(durableTimes)))
+    print(name + String(format: " %8.1f %9.1f %7.1f %9.2fx %7.1f %9.2fx %12.1f", Double(data.count) / 1_048_576, tar, pull, pull / tar,
+                        unpack, unpack / tar, median(durableTimes)))
 }

@@ -11,12 +11,17 @@ enum FileTree {
                       UInt64(NSHIM_RESOLVE_BENEATH | NSHIM_RESOLVE_NO_SYMLINKS | NSHIM_RESOLVE_NO_MAGICLINKS | NSHIM_RESOLVE_NO_XDEV))
     }
 
-    /// mkdir -p for directories the runtime owns (store, per-container directories).
+    /// mkdir -p for directories the runtime owns (store, per-container directories). The ones it
+    /// creates get exactly `mode`, whatever the process umask; existing ones are left as they are.
     static func makeDirectories(_ path: String, mode: mode_t = 0o755) throws(ContainerRuntimeError) {
         var current = ""
         for component in path.split(separator: "/") {
             current += "/" + component
-            if mkdir(current, mode) != 0 && errno != EEXIST { throw .io(operation: "mkdir", path: current, errno: errno) }
+            if mkdir(current, mode) == 0 {
+                chmod(current, mode)
+            } else if errno != EEXIST {
+                throw .io(operation: "mkdir", path: current, errno: errno)
+            }
         }
     }
 

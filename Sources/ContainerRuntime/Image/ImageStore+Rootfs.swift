@@ -38,7 +38,7 @@ extension ImageStore {
         // Recorded in the store first: while it exists, the image cannot be removed from under the mount.
         try addUser(digest: digest, containerID: containerID)
         if mkdir(layers, 0o700) != 0 && errno != EEXIST { throw .io(operation: "mkdir", path: layers, errno: errno) }
-        if mkdir(rootfs, 0o755) != 0 && errno != EEXIST { throw .io(operation: "mkdir", path: rootfs, errno: errno) }
+        if mkdir(rootfs, 0o755) == 0 { chmod(rootfs, 0o755) } else if errno != EEXIST { throw .io(operation: "mkdir", path: rootfs, errno: errno) }
 
         var fallbackReason: String?
         let useOverlay = existing.map { $0.mode == .overlay } ?? (options.rootfs != .copy)
@@ -103,7 +103,14 @@ extension ImageStore {
         }
         try FileTree.remove(directory + "/image-layers")
         try FileTree.remove(rootfs)
-        if let marker { try removeUser(digest: marker.digest, containerID: containerID) }
+        if let marker {
+            try removeUser(digest: marker.digest, containerID: containerID)
+        } else {
+            // A crash between claiming the image and writing the marker: the claim is found by name.
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] where ImageDigest.isDigest(name) {
+                try removeUser(digest: name, containerID: containerID)
+            }
+        }
         if unlink(markerPath) != 0 && errno != ENOENT { throw .io(operation: "unlink", path: markerPath, errno: errno) }
     }
 

@@ -187,7 +187,7 @@ public final class ImageStore: Sendable {
     }
 
     private func makeImageRoot(_ path: String) throws(ContainerRuntimeError) {
-        guard mkdir(path, 0o755) == 0 else { throw .io(operation: "mkdir", path: path, errno: errno) }
+        guard mkdir(path, 0o755) == 0, chmod(path, 0o755) == 0 else { throw .io(operation: "mkdir", path: path, errno: errno) }
         guard chown(path, options.idBase, options.idBase) == 0 else { throw .io(operation: "chown", path: path, errno: errno) }
     }
 

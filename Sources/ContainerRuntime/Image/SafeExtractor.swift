@@ -105,7 +105,7 @@ final class SafeExtractor {
             try whiteout(parts, entry: entry.path)
             return
         }
-        let path = parts.joined(separator: "/")
+        let path = whiteouts ? parts.joined(separator: "/") : entry.path
         switch entry.kind {
         case .characterDevice, .blockDevice:
             throw .imageEntryRefused(entry: entry.path, reason: "a device node; images may not carry devices (the runtime gives containers their /dev)")
@@ -122,12 +122,12 @@ final class SafeExtractor {
         case .directory:
             try makeDirectory(parentFD, name, entry: entry)
         case .file:
-            try clear(parentFD, name, entry: entry.path)
             try writeFile(parentFD, name, entry: entry, reader: reader)
         case .symlink(let target):
             guard target.utf8.count < 4096, !target.isEmpty else { throw .imageEntryRefused(entry: entry.path, reason: "symlink target empty or longer than 4095 bytes") }
-            try clear(parentFD, name, entry: entry.path)
-            guard symlinkat(target, parentFD, name) == 0 else { throw .io(operation: "symlink", path: path, errno: errno) }
+            guard try replacing(parentFD, name, entry: entry.path, { symlinkat(target, parentFD, name) }) == 0 else {
+                throw .io(operation: "symlink", path: path, errno: errno)
+            }
             guard fchownat(parentFD, name, owner(entry.uid), owner(entry.gid), AT_SYMLINK_NOFOLLOW) == 0 else {
                 throw .io(operation: "lchown", path: path, errno: errno)
             }
@@ -138,8 +138,9 @@ final class SafeExtractor {
         case .hardlink(let target):
             try link(parentFD, name, target: target, entry: entry.path)
         case .fifo:
-            try clear(parentFD, name, entry: entry.path)
-            guard mkfifoat(parentFD, name, 0o600) == 0 else { throw .io(operation: "mkfifo", path: path, errno: errno) }
+            guard try replacing(parentFD, name, entry: entry.path, { mkfifoat(parentFD, name, 0o600) }) == 0 else {
+                throw .io(operation: "mkfifo", path: path, errno: errno)
+            }
             // The FIFO was just made by this extractor, the only writer of the tree: no race to follow.
             guard fchownat(parentFD, name, owner(entry.uid), owner(entry.gid), AT_SYMLINK_NOFOLLOW) == 0,
                   fchmodat(parentFD, name, mode_t(permissions(entry.mode, directory: false)), 0) == 0 else {
@@ -148,7 +149,16 @@ final class SafeExtractor {
         case .characterDevice, .blockDevice, .socket, .unknown:
             break
         }
-        layerPaths.insert(path)
+        if whiteouts { layerPaths.insert(path) }
+    }
+
+    /// Runs `make` (a create that fails with EEXIST when the name is taken); when the name is
+    /// taken, clears it (a later entry replaces an earlier one, as tar does) and runs it again.
+    private func replacing(_ parentFD: Int32, _ name: String, entry: String, _ make: () -> Int32) throws(ContainerRuntimeError) -> Int32 {
+        let result = make()
+        guard result < 0 && errno == EEXIST else { return result }
+        try clear(parentFD, name, entry: entry)
+        return make()
     }
 
     /// The parent directory of an entry, created (as the image root's owner) when the archive did not
@@ -182,6 +192,7 @@ final class SafeExtractor {
                     throw .io(operation: "mkdir", path: rootPath + "/" + sofar.joined(separator: "/"), errno: err)
                 }
                 fchownat(current, name, idBase, idBase, AT_SYMLINK_NOFOLLOW)
+                fchmodat(current, name, 0o755, 0)  // whatever the umask; just made, so nothing to follow
                 layerPaths.insert(sofar.joined(separator: "/"))
                 next = openat(current, name, NSHIM_O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
             }
@@ -237,7 +248,7 @@ final class SafeExtractor {
     private func writeFile(_ parentFD: Int32, _ name: String, entry: ArchiveEntry, reader: ArchiveReader) throws(ContainerRuntimeError) {
         let declared = UInt64(max(0, entry.size))
         try charge(declared)
-        let fd = openat(parentFD, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        let fd = try replacing(parentFD, name, entry: entry.path) { openat(parentFD, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
         guard fd >= 0 else { throw .io(operation: "create", path: entry.path, errno: errno) }
         defer { close(fd) }
         var end: UInt64 = 0
@@ -275,8 +286,9 @@ final class SafeExtractor {
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw .io(operation: "stat", path: targetPath, errno: errno) }
         guard (info.st_mode & S_IFMT) != S_IFDIR else { throw .imageEntryRefused(entry: entry, reason: "a hardlink to a directory") }
-        try clear(parentFD, name, entry: entry)
-        guard linkat(fd, "", parentFD, name, Self.atEmptyPath) == 0 else { throw .io(operation: "link", path: entry, errno: errno) }
+        guard try replacing(parentFD, name, entry: entry, { linkat(fd, "", parentFD, name, Self.atEmptyPath) }) == 0 else {
+            throw .io(operation: "link", path: entry, errno: errno)
+        }
     }
 
     private func whiteout(_ parts: [Substring], entry: String) throws(ContainerRuntimeError) {

@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "ledger-bench", targets: ["LedgerBench"]),
         .executable(name: "runtime-bench", targets: ["RuntimeBench"]),
         .executable(name: "tfchain-bench", targets: ["TFChainBench"]),
+        .executable(name: "capacity-bench", targets: ["CapacityBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -66,7 +67,11 @@ let package = Package(
             ]
         ),
         // Capacity, uptime and usage reports.
-        .target(name: "CapacityReporter", dependencies: ["GridTypes", "ChainClient"]),
+        .target(name: "CapacityReporter", dependencies: [
+            "GridTypes", "ChainClient",
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // The daemon and the `node-agent` command line.
         .executableTarget(
             name: "NodeAgent",
@@ -90,6 +95,7 @@ let package = Package(
         // Benchmarks (bench/): programs that print figures.
         .executableTarget(name: "LedgerBench", dependencies: ["ChainClient", "Provisioner", "GridTypes"], path: "bench/LedgerBench"),
         .executableTarget(name: "RuntimeBench", dependencies: ["ContainerRuntime"], path: "bench/RuntimeBench"),
+        .executableTarget(name: "CapacityBench", dependencies: ["CapacityReporter"], path: "bench/CapacityBench"),
         .executableTarget(name: "TFChainBench", dependencies: ["ChainClient", "GridTypes"], path: "bench/TFChainBench",
                          exclude: ["scalecodec_bench.py"]),
 
@@ -99,7 +105,9 @@ let package = Package(
         .testTarget(name: "ChainClientTests", dependencies: ["ChainClient", "GridTypes"],
                     exclude: ["tfchain_double", "Fixtures"]),
         .testTarget(name: "ProvisionerTests", dependencies: ["Provisioner", "ChainClient", "GridTypes"]),
-        .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "GridTypes", "ChainClient", "Provisioner", "TOMLKit"]),
+        .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "GridTypes", "ChainClient", "Provisioner", "CapacityReporter", "TOMLKit"]),
+        .testTarget(name: "CapacityReporterTests", dependencies: ["CapacityReporter", "ChainClient", "GridTypes"],
+                    exclude: ["Fixtures"]),
         .testTarget(
             name: "ShardServerTests",
             dependencies: [

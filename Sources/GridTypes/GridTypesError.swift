@@ -12,6 +12,7 @@ public enum GridTypesError: Error, Equatable, CustomStringConvertible, Sendable 
     case keyFileInsecure(path: String, mode: UInt16)
     case keyFileDamaged(path: String, reason: String)
     case io(operation: String, path: String, errno: Int32)
+    case encoding(context: String, detail: String)
 
     public var description: String {
         switch self {
@@ -33,6 +34,8 @@ public enum GridTypesError: Error, Equatable, CustomStringConvertible, Sendable 
             return "key file \(path) is damaged: \(reason); restore it from your backup (a new key is a new node identity)"
         case .io(let operation, let path, let errno):
             return "\(operation) \(path) failed: \(String(cString: strerror(errno))) (errno \(errno))"
+        case .encoding(let context, let detail):
+            return "cannot encode \(context): \(detail)"
         }
     }
 }

@@ -58,7 +58,7 @@ struct AgentDaemon: Service {
         let registration = NodeRegistration(
             chain: chain, chainName: chainName, identity: identity,
             farmID: config.node.farmID, configuredNodeID: config.node.nodeID,
-            capacity: HostCapacity.measure(dataPaths: [config.node.stateDir] + config.shardServer.dataDirs),
+            capacity: ReporterSetup.scanner(config).scan().total,
             stateDir: config.node.stateDir, logger: logger)
         let logger = self.logger
         let producerToRun = producer
@@ -70,10 +70,14 @@ struct AgentDaemon: Service {
                 }
                 group.addTask {
                     guard let record = try? await registration.registerRetrying() else { return }
+                    // The provisioner's ReservationSource replaces EmptyReservations (issue 6).
+                    async let reporting: Void = ReporterSetup.run(config: config, chain: chain, nodeID: record.nodeID, identity: identity,
+                                                                  reservations: EmptyReservations(), logger: logger)
                     let watcher = ContractWatcher(chain: chain, sink: book, nodeID: record.nodeID,
                                                   logger: Logger(label: "chain.watcher"))
                     logger.info("watching contracts", metadata: ["node_id": "\(record.nodeID)"])
                     await watcher.run()
+                    await reporting
                 }
                 await group.waitForAll()
             }

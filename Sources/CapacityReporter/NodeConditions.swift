@@ -94,7 +94,8 @@ public enum PressureRules {
     public static func disk(_ usage: ActualUsage, unreadable: [String], _ limits: PressureThresholds) -> ConditionValue {
         if !unreadable.isEmpty {
             return ConditionValue(.isTrue, reason: "DataDirectoryUnreadable", message:
-                "cannot read the filesystem of \(unreadable.joined(separator: ", ")); check that the disk is mounted and healthy")
+                "cannot read the filesystem of \(unreadable.joined(separator: ", ")), or it is not the one it was at start; "
+                + "check that the disk is mounted and healthy")
         }
         var problems = [String]()
         for fs in usage.filesystems where fs.totalBytes > 0 {

@@ -23,9 +23,16 @@ public actor Reporter {
     let settings: ReporterSettings
     let clock: any ReporterClock
     let logger: Logger
+    /// What the reports are for, e.g. "node 5 on local:<genesis>": reports written for another
+    /// scope (the node registered anew, another chain) are never sent here.
+    let scope: String?
 
     private(set) var measurement: CapacityMeasurement?
     private(set) var usage: ActualUsage?
+    /// Each data directory's filesystem at the first scan: a directory found elsewhere later sits on
+    /// the disk below a mount point that went away.
+    var firstDevices: [String: String] = [:]
+    var lastMoved: [String] = []
     var limiter: UptimeLimiter
     /// After the chain refused a hint, hints follow the chain's time instead of the wall clock.
     var hintsFromChainTime = false
@@ -44,13 +51,15 @@ public actor Reporter {
         static let nruTime = "nru_last_time"
         static let attestation = "last_attestation"
         static let nodeResources = "last_node_resources"
+        static let scope = "scope"
     }
 
     public init(chain: any GridChain, nodeID: UInt32, signer: Ed25519KeyPair, store: ReportStore,
                 reservations: any ReservationSource, network: (any NetworkCounterSource)? = nil,
                 scanner: CapacityScanner, settings: ReporterSettings = ReporterSettings(),
                 clock: any ReporterClock = SystemReporterClock(), conditions: NodeConditions = NodeConditions(),
-                logger: Logger = Logger(label: "reporter")) {
+                scope: String? = nil, logger: Logger = Logger(label: "reporter")) {
+        self.scope = scope
         self.chain = chain
         self.nodeID = nodeID
         self.signer = signer
@@ -89,6 +98,7 @@ public actor Reporter {
     /// What is done once at start: measure and attest, update the registered capacity, send an
     /// uptime report and the contracts' resources, and take the network counters' baseline.
     public func startUp() async {
+        await retireForeignReports()
         await scanCapacity()
         await reportUptime()
         await reportContractResources(force: true)
@@ -103,6 +113,29 @@ public actor Reporter {
             await work(self)
             next = next.advanced(by: interval)
             if next < clock.now { next = clock.now.advanced(by: interval) }
+        }
+    }
+
+    /// Open reports written for another scope (another chain, or the node registered anew) are
+    /// settled as refused, with the reason, instead of being sent as this node's.
+    func retireForeignReports() async {
+        guard let scope else { return }
+        do {
+            if let previous = try store.state(Keys.scope), previous != scope {
+                var retired = 0
+                while let entry = try store.nextOpen() {
+                    try store.resolve(entry, outcome: .rejected, detail: "written for \(previous); the node now reports for \(scope)",
+                                      stamp: stamp())
+                    retired += 1
+                }
+                logger.warning("reports written for another chain or registration were not sent", metadata: [
+                    "count": "\(retired)", "was": .string(previous), "now": .string(scope)])
+                // The remembered state belonged to the old registration too.
+                try store.setState([Keys.contractResources: "", Keys.nodeResources: "", Keys.nruTime: "", Keys.nruCounters: "{}"])
+            }
+            try store.setState([Keys.scope: scope])
+        } catch {
+            await outboxUnwritable(error)
         }
     }
 
@@ -134,14 +167,18 @@ public actor Reporter {
 
     public func scanCapacity() async {
         let scanned = scanner.scan()
-        if let previous = measurement {
-            for disk in scanned.disks {
-                guard let before = previous.disks.first(where: { !Set($0.paths).isDisjoint(with: disk.paths) }),
-                      before.deviceNumber != disk.deviceNumber else { continue }
-                logger.warning("a data directory moved to another filesystem (a disk unmounted or gone?)", metadata: [
-                    "paths": .string(disk.paths.joined(separator: ",")), "was": .string(before.device), "now": .string(disk.device)])
+        var moved = [String]()
+        for disk in scanned.disks {
+            for path in disk.paths {
+                guard let first = firstDevices[path] else { firstDevices[path] = disk.deviceNumber; continue }
+                if first != disk.deviceNumber { moved.append(path) }
             }
         }
+        if !moved.isEmpty, moved != lastMoved {
+            logger.warning("data directories are no longer on the filesystem they were on at start (a disk unmounted or gone?)",
+                           metadata: ["paths": .string(moved.joined(separator: ","))])
+        }
+        lastMoved = moved
         for warning in scanned.warnings where measurement?.warnings.contains(warning) != true {
             logger.warning("capacity scan: \(warning)")
         }
@@ -149,7 +186,7 @@ public actor Reporter {
         let reading = ActualUsage.read(files: scanner.files, disks: scanned.disks, probe: scanner.probe)
         usage = reading
         await conditions.set(.memoryPressure, PressureRules.memory(reading, settings.pressure))
-        await conditions.set(.diskPressure, PressureRules.disk(reading, unreadable: scanned.unreadableDirectories, settings.pressure))
+        await conditions.set(.diskPressure, PressureRules.disk(reading, unreadable: scanned.unreadableDirectories + moved, settings.pressure))
         await conditions.set(.pidPressure, PressureRules.pids(reading, settings.pressure))
 
         let attestation = scanned.attestation(reserve: settings.policy.reserve(for: scanned))

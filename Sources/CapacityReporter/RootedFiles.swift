@@ -71,20 +71,23 @@ public struct RootedFiles: Sendable {
         let fd = open(absolute(resolved), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { return .failure(.errno(errno)) }
         defer { close(fd) }
-        var bytes = [UInt8](repeating: 0, count: limit + 1)
-        var total = 0
-        while total < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { buffer -> Int in
+        // Grown as needed: most files here are a few bytes, a few (mountinfo, cpuinfo) kilobytes.
+        var bytes = [UInt8]()
+        var chunk = [UInt8](repeating: 0, count: min(limit + 1, 16 * 1024))
+        while bytes.count <= limit {
+            let wanted = min(chunk.count, limit + 1 - bytes.count)
+            let n = chunk.withUnsafeMutableBytes { buffer -> Int in
                 guard let base = buffer.baseAddress else { return 0 }
-                return Glibc.read(fd, base + total, buffer.count - total)
+                return Glibc.read(fd, base, wanted)
             }
             if n < 0 {
                 if errno == EINTR { continue }
                 return .failure(.errno(errno))
             }
             if n == 0 { break }
-            total += n
+            bytes.append(contentsOf: chunk[0..<n])
         }
+        let total = bytes.count
         guard total <= limit else { return .failure(.tooLarge(limit: limit)) }
         guard let text = String(validating: bytes[0..<total], as: UTF8.self) else { return .failure(.notText) }
         return .success(text)

@@ -22,7 +22,7 @@ import Testing
         #expect(scan.total.hru == 270_553_174_016)
         #expect(scan.total.sru == 0)
         #expect(scan.gpus.isEmpty)
-        #expect(scan.hardware.machineID == "3d1219c7c4c5404aaa1f6d2a48adfda4")
+        #expect(scan.hardware.machineID == "4d2862672346e6e646a15344c14da5a1")
         #expect(scan.hardware.productUUID == nil)
         #expect(scan.unreadableDirectories.isEmpty)
         #expect(scan.warnings.isEmpty, "\(scan.warnings)")

@@ -261,6 +261,72 @@ import Testing
         await world.stop()
     }
 
+    @Test func reportsWrittenForAnotherChainAreNeverSentHere() async throws {
+        let world = try await LedgerWorld(contracts: 0)
+        let chain = FlakyChain(world.ledger)
+        chain.mode = .down
+        let first = Reporter(chain: chain, nodeID: world.nodeID, signer: world.node, store: try openStore(world),
+                             reservations: TestReservations(), scanner: CapacityScanner(root: Fixtures.root("vm-2cpu-virtio"), dataDirectories: ["/"]),
+                             settings: fastSettings(), scope: "node \(world.nodeID) on local:old")
+        await first.retireForeignReports()
+        await first.reportUptime()
+        chain.mode = .up
+        let store = try openStore(world)
+        let second = Reporter(chain: chain, nodeID: world.nodeID, signer: world.node, store: store,
+                              reservations: TestReservations(), scanner: CapacityScanner(root: Fixtures.root("vm-2cpu-virtio"), dataDirectories: ["/"]),
+                              settings: fastSettings(), scope: "node \(world.nodeID) on local:new")
+        await second.retireForeignReports()
+        #expect(await drained(second))
+        let entries = try store.entries()
+        #expect(entries.map(\.status) == [.rejected])
+        #expect(entries.first?.lastError?.contains("written for node \(world.nodeID) on local:old") == true)
+        #expect(chain.submitCount == 0)
+        #expect(try await world.reportEvents().isEmpty)
+        await world.stop()
+    }
+
+    /// The recorded VM's filesystem, until `unmount()`: then /data is found on the root filesystem.
+    final class UnmountingProbe: FilesystemProbe, @unchecked Sendable {
+        let recorded = RecordedFilesystemProbe(root: Fixtures.root("vm-2cpu-virtio"))
+        private let lock = NSLock()
+        private var mounted = true
+        func unmount() { lock.withLock { mounted = false } }
+
+        func filesystem(containing path: String) -> Result<FilesystemInfo, FilesystemProbeFailure> {
+            recorded.filesystem(containing: path).map { info in
+                guard lock.withLock({ mounted }), path.hasPrefix("/data") else { return info }
+                var disk = info
+                disk.device = DeviceNumber(major: 254, minor: 16)
+                disk.mountPoint = "/data"
+                return disk
+            }
+        }
+    }
+
+    @Test func aDiskThatDisappearsUnderADataDirectoryIsDiskPressure() async throws {
+        let world = try await LedgerWorld(contracts: 0)
+        let probe = UnmountingProbe()
+        let reporter = Reporter(chain: world.ledger, nodeID: world.nodeID, signer: world.node, store: try openStore(world),
+                                reservations: TestReservations(),
+                                scanner: CapacityScanner(root: Fixtures.root("vm-2cpu-virtio"), dataDirectories: ["/var/lib/node-agent", "/data/shards"],
+                                                         probe: probe),
+                                settings: fastSettings())
+        await reporter.scanCapacity()
+        #expect(await reporter.currentMeasurement()?.disks.count == 2)
+        #expect(await reporter.conditions.condition(.diskPressure).status == .isFalse)
+        probe.unmount()
+        await reporter.scanCapacity()
+        #expect(await reporter.currentMeasurement()?.disks.count == 1)
+        let pressure = await reporter.conditions.condition(.diskPressure)
+        #expect(pressure.status == .isTrue && pressure.message.contains("/data/shards"), "\(pressure)")
+        #expect(await reporter.conditions.condition(.ready).status != .isTrue)
+        // The smaller capacity is attested again.
+        let attestations = try openStore(world).signedStatements().compactMap { SignedReportLog.decode($0.body)?.capacity }
+        #expect(attestations.count == 2)
+        #expect(attestations[1].total.hru + attestations[1].total.sru < attestations[0].total.hru + attestations[0].total.sru)
+        await world.stop()
+    }
+
     @Test func aCapacityChangeIsAttestedAndRegistered() async throws {
         let world = try await LedgerWorld(contracts: 0)
         let store = try openStore(world)

@@ -24,7 +24,7 @@ import Testing
     func writeLog() throws -> String {
         try store.attest(CapacityAttestation(total: Resources(hru: 1, sru: 2, cru: 3, mru: 4), reserve: Resources(mru: 1),
                                              disks: [.init(device: "sda1", kind: "ssd", bytes: 2)], gpus: [],
-                                             machineID: "3d1219c7c4c5404aaa1f6d2a48adfda4", productUUID: nil), stamp: stamp(1000))
+                                             machineID: "4d2862672346e6e646a15344c14da5a1", productUUID: nil), stamp: stamp(1000))
         try store.enqueue([.uptime(UptimeClaim(uptime: 100, timestampHint: 1000, bootUptime: 100))], stamp: stamp(1000))
         try store.enqueue([.contractResources([ContractResources(contractID: 5, used: Resources(cru: 1, mru: 1 << 30))])], stamp: stamp(1001))
         try store.enqueue([.nru([NruConsumption(contractID: 5, timestamp: 1002, window: 3600, nru: 12345)])], stamp: stamp(1002))

@@ -71,8 +71,8 @@ struct AgentDaemon: Service {
                 group.addTask {
                     guard let record = try? await registration.registerRetrying() else { return }
                     // The provisioner's ReservationSource replaces EmptyReservations (issue 6).
-                    async let reporting: Void = ReporterSetup.run(config: config, chain: chain, nodeID: record.nodeID, identity: identity,
-                                                                  reservations: EmptyReservations(), logger: logger)
+                    async let reporting: Void = ReporterSetup.run(config: config, chain: chain, chainName: chainName, nodeID: record.nodeID,
+                                                                  identity: identity, reservations: EmptyReservations(), logger: logger)
                     let watcher = ContractWatcher(chain: chain, sink: book, nodeID: record.nodeID,
                                                   logger: Logger(label: "chain.watcher"))
                     logger.info("watching contracts", metadata: ["node_id": "\(record.nodeID)"])

@@ -2,8 +2,9 @@ import Foundation
 
 /// Reads /proc, /sys and /etc below a root directory: "/" on a live host, a recorded tree in tests.
 /// Symbolic links are resolved inside the root (an absolute target is taken relative to it, ".."
-/// stops at it), so a recorded tree is read exactly like the live one and never escapes. Reads are
-/// bounded; a failure is an optional, with the reason kept for the scan's warnings.
+/// stops at it), so a recorded tree is read exactly like the live one and never escapes; on the
+/// live root the kernel resolves them. Reads are bounded; a failure is a value, with the reason kept
+/// for the scan's warnings.
 public struct RootedFiles: Sendable {
     public let root: String
     static let maxSymlinks = 40
@@ -28,6 +29,11 @@ public struct RootedFiles: Sendable {
     /// link resolved inside the root; nil when a link loop or an unreadable link is met. Missing
     /// components are kept as they are.
     public func resolve(_ path: String) -> String? {
+        if isLiveRoot, let real = realpath(path, nil) {
+            // On the live root the kernel resolves links itself, in one call.
+            defer { free(real) }
+            return String(cString: real)
+        }
         var resolved: [Substring] = []
         var pending = ArraySlice(path.split(separator: "/"))
         var links = 0
@@ -67,8 +73,13 @@ public struct RootedFiles: Sendable {
 
     /// Reads at most `limit` bytes of a file (resolving links inside the root).
     public func read(_ path: String, limit: Int = RootedFiles.defaultReadLimit) -> Result<String, ReadFailure> {
-        guard let resolved = resolve(path) else { return .failure(.errno(ELOOP)) }
-        let fd = open(absolute(resolved), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        let fd: Int32
+        if isLiveRoot {
+            fd = open(absolute(path), O_RDONLY | O_CLOEXEC)
+        } else {
+            guard let resolved = resolve(path) else { return .failure(.errno(ELOOP)) }
+            fd = open(absolute(resolved), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        }
         guard fd >= 0 else { return .failure(.errno(errno)) }
         defer { close(fd) }
         // Grown as needed: most files here are a few bytes, a few (mountinfo, cpuinfo) kilobytes.
@@ -102,13 +113,14 @@ public struct RootedFiles: Sendable {
     }
 
     public func exists(_ path: String) -> Bool {
+        if isLiveRoot { return access(absolute(path), F_OK) == 0 }
         guard let resolved = resolve(path) else { return false }
         return access(absolute(resolved), F_OK) == 0
     }
 
     /// Entry names of a directory, sorted; nil when it cannot be listed. At most 4096 entries.
     public func list(_ path: String) -> [String]? {
-        guard let resolved = resolve(path), let dir = opendir(absolute(resolved)) else { return nil }
+        guard let resolved = isLiveRoot ? absolute(path) : resolve(path), let dir = opendir(absolute(resolved)) else { return nil }
         defer { closedir(dir) }
         var names = [String]()
         while names.count < Self.maxDirectoryEntries, let entry = readdir(dir) {

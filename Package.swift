@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "tfchain-bench", targets: ["TFChainBench"]),
         .executable(name: "provisioner-bench", targets: ["ProvisionerBench"]),
         .executable(name: "storage-bench", targets: ["StorageBench"]),
+        .executable(name: "capacity-bench", targets: ["CapacityBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -88,7 +89,11 @@ let package = Package(
             ]
         ),
         // Capacity, uptime and usage reports.
-        .target(name: "CapacityReporter", dependencies: ["GridTypes", "ChainClient"]),
+        .target(name: "CapacityReporter", dependencies: [
+            "GridTypes", "ChainClient",
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // The daemon and the `node-agent` command line.
         .executableTarget(
             name: "NodeAgent",
@@ -117,6 +122,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], path: "bench/ProvisionerBench"),
         .executableTarget(name: "ImageBench", dependencies: ["ContainerRuntime", "GridTypes"], path: "bench/ImageBench"),
+        .executableTarget(name: "CapacityBench", dependencies: ["CapacityReporter"], path: "bench/CapacityBench"),
         .executableTarget(name: "TFChainBench", dependencies: ["ChainClient", "GridTypes"], path: "bench/TFChainBench",
                          exclude: ["scalecodec_bench.py"]),
         .executableTarget(name: "StorageBench", dependencies: ["StorageClient", "ShardServer", "GridTypes", "CSodium", "CZstd", "CISAL",
@@ -134,7 +140,9 @@ let package = Package(
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
         ], exclude: ["Fixtures"]),
-        .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "GridTypes", "ChainClient", "Provisioner", "TOMLKit"]),
+        .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "GridTypes", "ChainClient", "Provisioner", "CapacityReporter", "TOMLKit"]),
+        .testTarget(name: "CapacityReporterTests", dependencies: ["CapacityReporter", "ChainClient", "GridTypes"],
+                    exclude: ["Fixtures"]),
         .testTarget(
             name: "ShardServerTests",
             dependencies: [

@@ -11,7 +11,7 @@ struct GridTwinCommand: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [TwinCommand.self, FundCommand.self, FarmCommand.self, NodesCommand.self, ContractCommand.self,
                       ContractsCommand.self, EventsCommand.self, DeploymentCommand.self, DeployCommand.self,
-                      ShardCommand.self]
+                      ShardCommand.self, VerifyReportsCommand.self]
     )
 }
 

@@ -15,6 +15,7 @@ public enum GridTypesError: Error, Equatable, CustomStringConvertible, Sendable 
     /// A deployment that breaks the model's rules; `field` points at the offending part.
     case invalidDeployment(field: String, reason: String)
     case sealedBox(reason: String)
+    case encoding(context: String, detail: String)
 
     public var description: String {
         switch self {
@@ -40,6 +41,8 @@ public enum GridTypesError: Error, Equatable, CustomStringConvertible, Sendable 
             return "sealed deployment body: \(reason)"
         case .io(let operation, let path, let errno):
             return "\(operation) \(path) failed: \(String(cString: strerror(errno))) (errno \(errno))"
+        case .encoding(let context, let detail):
+            return "cannot encode \(context): \(detail)"
         }
     }
 }

@@ -84,8 +84,14 @@ import Testing
         })
         _ = try await control.request("test_cancel", [.number(Double(contractID))])
         #expect(try await LedgerScenarioTests.eventually(20) { try await book.entries().isEmpty })
-        // The agent sent nothing: registration is the farmer's, and no report is due yet.
-        #expect(try await control.request("test_submitted").array?.isEmpty == true)
+        // The agent sent only its signed reports (uptime at start-up); registration is the farmer's.
+        let submitted = try await control.request("test_submitted")
+        let calls = submitted.array ?? []
+        #expect(calls.contains { $0["function"]?.string == "report_uptime_v2" }, "\(submitted)")
+        #expect(calls.allSatisfy { call in
+            ["report_uptime_v2", "report_contract_resources"].contains(call["function"]?.string ?? "")
+                && call["signature_ok"] == .bool(true) && call["call_bytes_match"] == .bool(true)
+        }, "\(submitted)")
 
         kill(agent.processIdentifier, SIGTERM)
         #expect(try await LedgerScenarioTests.eventually(15) { !agent.isRunning }, "agent did not stop on SIGTERM")

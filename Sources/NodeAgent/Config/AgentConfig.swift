@@ -52,6 +52,10 @@ struct AgentConfig: Equatable, Sendable {
         var uptimeIntervalSeconds: Int = 2400
         var capacityScanIntervalSeconds: Int = 300
         var networkReportIntervalSeconds: Int = 3600
+        /// Disk kept for the system on the state directory's disk, never offered to workloads.
+        var reserveDiskGiB: Int = 20
+        /// Reports the outbox holds before it holds back new uptime and network reports.
+        var maxPendingReports: Int = 10_000
     }
 
     struct Admin: Equatable, Sendable {

@@ -91,6 +91,8 @@ struct ConfigParser {
             if let v = try s.integer("uptime_interval_s", in: 60...2400) { config.reporter.uptimeIntervalSeconds = v }
             if let v = try s.integer("capacity_scan_interval_s", in: 10...86_400) { config.reporter.capacityScanIntervalSeconds = v }
             if let v = try s.integer("network_report_interval_s", in: 60...86_400) { config.reporter.networkReportIntervalSeconds = v }
+            if let v = try s.integer("reserve_disk_gib", in: 0...1_000_000) { config.reporter.reserveDiskGiB = v }
+            if let v = try s.integer("max_pending_reports", in: 100...1_000_000) { config.reporter.maxPendingReports = v }
             try s.rejectUnknownKeys()
         }
         do {

@@ -37,7 +37,8 @@ enum DefaultConfigFile {
         [provisioner]
         # Twin-facing deployment API.
         api_listen = "127.0.0.1:2021"
-        # Capacity a node may promise, as a multiple of what it has (1.0 = no overcommit).
+        # CPUs a node may promise, as a multiple of its allocatable CPUs (1.0 = no overcommit). Memory and
+        # disk are never overcommitted: they cannot be taken back without killing workloads.
         overcommit_ratio = 1.0
         # A contract with no deployment after this long is flagged in status.
         deployment_wait_s = 600
@@ -60,8 +61,15 @@ enum DefaultConfigFile {
         [reporter]
         # Uptime report period (TFChain expects one at least every 40 minutes).
         uptime_interval_s = 2400
+        # Capacity re-measured and the node conditions (memory, disk, PID pressure) re-checked.
         capacity_scan_interval_s = 300
+        # Public network usage per contract reported (when networking provides counters).
         network_report_interval_s = 3600
+        # Disk kept for the system on the state directory's disk; memory keeps max(10%, 2 GiB).
+        reserve_disk_gib = 20
+        # Reports waiting for the chain before new uptime and network reports are held back (nothing
+        # is lost: uptime is cumulative and network counters keep counting).
+        max_pending_reports = 10000
 
         [admin]
         # Unix socket for `node-agent status` and other farmer commands (mode 0600, root only).

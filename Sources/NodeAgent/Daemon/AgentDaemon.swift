@@ -57,10 +57,12 @@ struct AgentDaemon: Service {
             "state_dir": .string(config.node.stateDir),
             "chain": .string(chainName),
         ])
+        let measurement = ReporterSetup.scanner(config).scan()
+        let capacity = NodeCapacity(measurement: measurement, policy: ReporterSetup.settings(config).policy, used: .zero)
         let registration = NodeRegistration(
             chain: chain, chainName: chainName, identity: identity,
             farmID: config.node.farmID, configuredNodeID: config.node.nodeID,
-            capacity: HostCapacity.measure(dataPaths: [config.node.stateDir] + config.shardServer.dataDirs),
+            capacity: measurement.total,
             stateDir: config.node.stateDir, logger: logger)
         let logger = self.logger
         let producerToRun = producer
@@ -78,16 +80,28 @@ struct AgentDaemon: Service {
                     let provisioning: ProvisionerSetup.Running
                     do {
                         provisioning = try await ProvisionerSetup.start(config: config, identity: identity, chain: chain, book: book,
-                                                                        nodeID: record.nodeID, shardServer: shardServer, logger: logger)
+                                                                        nodeID: record.nodeID, capacity: capacity,
+                                                                        shardServer: shardServer, logger: logger)
                     } catch {
                         logger.critical("the provisioner cannot start", metadata: ["error": "\(error)"])
+                        async let reporting: Void = ReporterSetup.run(config: config, chain: chain, chainName: chainName, nodeID: record.nodeID,
+                                                                      identity: identity, reservations: EmptyReservations(), logger: logger)
                         await watcher.run()
+                        await reporting
                         return
                     }
+                    let provisioner = provisioning.provisioner
                     await withTaskGroup(of: Void.self) { inner in
                         inner.addTask { await watcher.run() }
-                        inner.addTask { await provisioning.provisioner.run() }
+                        inner.addTask { await provisioner.run() }
                         inner.addTask { await provisioning.serveAPI() }
+                        inner.addTask {
+                            // Used capacity has one source: the provisioner's admitted reservations.
+                            await ReporterSetup.run(config: config, chain: chain, chainName: chainName, nodeID: record.nodeID,
+                                                    identity: identity, reservations: provisioner, logger: logger) { reporter in
+                                await provisioner.onReservationsChanged { await reporter.reservationsChanged() }
+                            }
+                        }
                         await inner.waitForAll()
                     }
                 }

@@ -31,14 +31,10 @@ enum ProvisionerSetup {
         }
     }
 
-    /// Memory kept for the system: max(10%, 2 GiB), as tfchain.md's reserve rule says.
-    static func allocatable(_ total: Resources) -> Resources {
-        let memoryReserve = max(total.mru / 10, 2 << 30)
-        return Resources(hru: total.hru, sru: total.sru, cru: total.cru, mru: total.mru > memoryReserve ? total.mru - memoryReserve : 0)
-    }
-
+    /// `capacity` is the reporter's measurement with the system reserve taken off: the same
+    /// allocatable numbers status and the chain see.
     static func start(config: AgentConfig, identity: NodeIdentity, chain: any GridChain, book: ContractBook, nodeID: UInt32,
-                      shardServer: ShardServer?, logger: Logger) async throws -> Running {
+                      capacity: NodeCapacity, shardServer: ShardServer?, logger: Logger) async throws -> Running {
         guard let (host, port) = ShardServerCommand.parseListen(config.provisioner.apiListen) else {
             throw NodeAgentError.config(file: "(config)", key: "provisioner.api_listen", message: "value \"\(config.provisioner.apiListen)\" is not HOST:PORT")
         }
@@ -49,9 +45,9 @@ enum ProvisionerSetup {
             managers.append(ZdbManager(service: ShardNamespaces(server: shardServer, host: shardHost, port: shardServer.port ?? shardPort)))
         }
         managers.append(contentsOf: try containerManagers(stateDir: stateDir))
-        let total = HostCapacity.measure(dataPaths: [stateDir] + config.shardServer.dataDirs)
         let provisioner = Provisioner(
-            configuration: .init(nodeID: nodeID, total: total, allocatable: allocatable(total), overcommitRatio: config.provisioner.overcommitRatio),
+            configuration: .init(nodeID: nodeID, total: capacity.total, allocatable: capacity.allocatable,
+                                 overcommitRatio: config.provisioner.overcommitRatio),
             store: store, book: book, chain: chain, managers: managers, logger: Logger(label: "provisioner"))
         if let shardServer {
             // Orphan removal must see the namespaces: wait (bounded) for the shard server to be up.

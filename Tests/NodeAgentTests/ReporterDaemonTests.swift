@@ -1,0 +1,207 @@
+@testable import NodeAgent
+import CapacityReporter
+import ChainClient
+import Foundation
+import GridTypes
+import Testing
+
+/// `node-agent run` killed with SIGKILL while a report is on its way to the chain, again and again:
+/// the blocks are produced by this test, so it decides exactly when a report is in flight.
+@Suite(.serialized) struct ReporterDaemonTests {
+    typealias CLI = CommandLineTests
+
+    /// Runs blocks on demand for the agent's ledger file.
+    final class Blocks: @unchecked Sendable {
+        let producer: BlockProducer
+        private let lock = NSLock()
+        private var automatic = false
+        private var task: Task<Void, Never>?
+
+        init(_ ledger: LocalLedger) { producer = BlockProducer(ledger: ledger, name: "test blocks") }
+
+        var running: Bool {
+            get { lock.withLock { automatic } }
+            set { lock.withLock { automatic = newValue } }
+        }
+
+        func start() {
+            task = Task { [producer] in
+                while !Task.isCancelled {
+                    if self.running { _ = try? await producer.produceBlock() }
+                    try? await Task.sleep(for: .milliseconds(50))
+                }
+            }
+        }
+
+        func one() async throws { _ = try await producer.produceBlock() }
+
+        func stop() async {
+            task?.cancel()
+            await task?.value
+            await producer.releaseLease()
+        }
+    }
+
+    static func startAgent(config: String, log: String) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CLI.binary)
+        process.arguments = ["run", "--config", config]
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        handle.seekToEndOfFile()
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        return process
+    }
+
+    static func gridTwin(_ arguments: [String]) throws -> CLI.Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: (CLI.binary as NSString).deletingLastPathComponent + "/grid-twin")
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return CLI.Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+                          stderr: String(decoding: stderr, as: UTF8.self))
+    }
+
+    static func kill9(_ process: Process) {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    @Test func theOutboxSurvivesSIGKILLInTheMiddleOfSending() async throws {
+        let dir = NSTemporaryDirectory() + "reporter-kill-\(UUID().uuidString)"
+        let ledgerPath = dir + "/ledger.sqlite", config = dir + "/etc/config.toml", state = dir + "/state", log = dir + "/agent.log"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(try CLI.run(["init", "--config", config, "--state-dir", state, "--ledger", ledgerPath, "--farm-id", "1"]).status == 0)
+        var text = try String(contentsOfFile: config, encoding: .utf8)
+        text = text.replacingOccurrences(of: "block_time_ms = 6000", with: "block_time_ms = 50")
+        text = text.replacingOccurrences(of: "produce_blocks = true", with: "produce_blocks = false")
+        text = text.replacingOccurrences(of: "\nenabled = true\n", with: "\nenabled = false\n")
+        try text.write(toFile: config, atomically: true, encoding: .utf8)
+        let identity = try NodeIdentity.load(from: state + "/" + NodeIdentity.fileName)
+
+        let ledger = try LocalLedger(path: ledgerPath, parameters: LedgerParameters(blockTimeMilliseconds: 50))
+        let blocks = Blocks(ledger)
+        blocks.start()
+        blocks.running = true
+        let farmer = try Ed25519KeyPair.generate()
+        _ = try await ledger.submit(.createTwin, signer: farmer)
+        _ = try await ledger.submit(.createFarm(name: "kill-test"), signer: farmer)
+
+        // Start 0: registers and delivers its first reports; then killed while idle.
+        var agent = try Self.startAgent(config: config, log: log)
+        let reports = state + "/" + ReportStore.fileName
+        func entries() -> [OutboxEntry] {
+            guard FileManager.default.fileExists(atPath: reports),
+                  let store = try? ReportStore(path: reports, signer: nil, readOnly: true) else { return [] }
+            return (try? store.entries()) ?? []
+        }
+        #expect(try await LedgerScenarioTests.eventually(30) { entries().contains { $0.status == .delivered } },
+                "the agent did not deliver its first report: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        blocks.running = false
+        Self.kill9(agent)
+
+        // Starts 1-4: each is killed with its start-up uptime report handed to the ledger but not
+        // yet in a block. After even kills a block is made while the agent is dead (the report lands
+        // then); after odd ones the report lands only after the restart.
+        var killedInFlight = 0
+        for cycle in 1...4 {
+            let before = entries().map(\.id).max() ?? 0
+            agent = try Self.startAgent(config: config, log: log)
+            var inFlight = false
+            let deadline = Date().addingTimeInterval(30)
+            while Date() < deadline, agent.isRunning {
+                // The ledger first: a transaction it holds was marked in flight before it was queued.
+                let pending = try ledger.pendingTransactionCount()
+                let newest = entries().filter { $0.id > before && $0.kind == .uptime }.last
+                if pending > 0, newest?.status == .inflight {
+                    inFlight = true
+                    break
+                }
+                if pending > 0 { try await blocks.one() }   // let an older report land first
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(inFlight, "start \(cycle): no report went in flight")
+            Self.kill9(agent)
+            if inFlight { killedInFlight += 1 }
+            if cycle % 2 == 0 { try await blocks.one() }
+        }
+        #expect(killedInFlight == 4)
+
+        // The last start, with blocks: everything is delivered.
+        blocks.running = true
+        agent = try Self.startAgent(config: config, log: log)
+        defer { if agent.isRunning { Self.kill9(agent) } }
+        #expect(try await LedgerScenarioTests.eventually(30) {
+            let all = entries()
+            return all.count >= 6 && all.allSatisfy { !$0.status.isOpen }
+        }, "\(entries().map { "\($0.id) \($0.status)" })")
+        kill(agent.processIdentifier, SIGTERM)
+        agent.waitUntilExit()
+        #expect(agent.terminationStatus == 0)
+        await blocks.stop()
+
+        let all = entries()
+        #expect(all.filter { $0.kind == .uptime }.count >= 6, "one start-up uptime report per start")
+        #expect(all.allSatisfy { $0.status == .delivered || ($0.kind == .uptime && ($0.status == .superseded || $0.status == .rebuilt)) })
+        // The chain holds each delivered uptime report exactly once, in the outbox's order.
+        let record = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: state + "/node.json"))) as? [String: Any]
+        let nodeID = try #require(record?["nodeID"] as? Int)
+        let onChain = try ledger.uptimeReports(node: UInt32(nodeID), limit: 1000).sorted { $0.block < $1.block }
+            .map { "\($0.timestamp)/\($0.uptime)" }
+        let delivered = all.filter { $0.status == .delivered }.compactMap { entry -> String? in
+            if case .uptime(let claim) = entry.content { return "\(claim.timestampHint)/\(claim.uptime)" }
+            return nil
+        }
+        #expect(onChain == delivered)
+        // Reports that landed while the agent was dead were found, not sent again.
+        let store = try ReportStore(path: reports, signer: nil, readOnly: true)
+        let found = try store.signedStatements().compactMap { SignedReportLog.decode($0.body)?.receipt }
+            .filter { $0.detail?.contains("found on the chain after an interrupted submission") == true }
+        #expect(found.count >= 2)
+
+        // The signed log, exported by the agent's command and checked by the twin's.
+        let exported = dir + "/reports.txt"
+        let export = try CLI.run(["report", "export", "--config", config, "--out", exported])
+        #expect(export.status == 0, "\(export.stderr)")
+        let verify = try Self.gridTwin(["verify-reports", exported, "--node-key", identity.publicKey.hex])
+        #expect(verify.status == 0, "\(verify.stdout) \(verify.stderr)")
+        #expect(verify.stdout.contains("OK: every signature verifies"))
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: exported)))
+        bytes[bytes.count / 2] ^= 0x01
+        try Data(bytes).write(to: URL(fileURLWithPath: exported))
+        let tampered = try Self.gridTwin(["verify-reports", exported, "--node-key", identity.publicKey.hex])
+        #expect(tampered.status == 1)
+        #expect(tampered.stdout.contains("FAILED"))
+        let status = try CLI.run(["report", "status", "--config", config])
+        #expect(status.stdout.contains("0 report(s) pending"), "\(status.stdout) \(status.stderr)")
+    }
+}
+
+@Suite struct ReporterConfigTests {
+    @Test func theReporterKeysAreReadAndChecked() throws {
+        let parser = ConfigParser(file: "test.toml")
+        let config = try parser.parse("[reporter]\nreserve_disk_gib = 50\nmax_pending_reports = 500\n[provisioner]\novercommit_ratio = 2.5\n")
+        #expect(config.reporter.reserveDiskGiB == 50)
+        #expect(config.reporter.maxPendingReports == 500)
+        let settings = ReporterSetup.settings(config)
+        #expect(settings.policy.diskReserve == 50 << 30)
+        #expect(settings.policy.cpuOvercommit == 2.5)
+        #expect(settings.maxOpenReports == 500)
+        #expect(settings.updatesNodeResources, "the embedded ledger keeps the registered capacity current")
+        #expect(throws: NodeAgentError.self) { try parser.parse("[reporter]\nmax_pending_reports = 5\n") }
+        #expect(throws: NodeAgentError.self) { try parser.parse("[reporter]\nreserve_disk_gib = -1\n") }
+        var config2 = AgentConfig()
+        config2.node.stateDir = "/srv/state"
+        config2.shardServer.dataDirs = ["/srv/state", "/disk2/shards"]
+        #expect(ReporterSetup.dataDirectories(config2) == ["/srv/state", "/disk2/shards"])
+    }
+}

@@ -217,7 +217,9 @@ import Testing
         let diskCalls = h.disks.log.count
         let runner = Task { await h.provisioner.run() }
         defer { runner.cancel() }
-        #expect(try await waitUntil(seconds: 30) { try await h.results(d.contractID)["ns1"] == .ok }, "\(try await h.results(d.contractID)) \(h.zdbs.log)")
+        let healed = try await waitUntil(seconds: 30) { try await h.results(d.contractID)["ns1"] == .ok }
+        let finalResults = try await h.results(d.contractID)
+        #expect(healed, "\(finalResults) \(h.zdbs.log)")
         #expect(h.disks.log.count == diskCalls, "\(h.disks.log)")
     }
 }

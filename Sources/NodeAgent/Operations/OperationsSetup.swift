@@ -1,4 +1,3 @@
-import CapacityReporter
 import ContainerRuntime
 import Foundation
 import GridTypes
@@ -15,24 +14,10 @@ enum OperationsSetup {
     static let gracefulShutdownLimit = Duration.seconds(25)
     static let cancellationLimit = Duration.seconds(3)
 
-    /// Conditions and the report outbox come from the capacity reporter once it runs (before that,
-    /// and when it cannot, they show "n/a"); container usage from the provisioner's runtime state.
+    /// Container usage from the provisioner's runtime state. The capacity reporter's conditions and
+    /// outbox (ReporterHandle) are not plugged in yet: status shows them as n/a.
     static func sources(_ config: AgentConfig) -> StatusSources {
-        let handle = ReporterHandle.shared
-        return StatusSources(
-            conditions: {
-                guard let reporter = await handle.reporter else { return [] }
-                return await reporter.conditions.all().map { c in
-                    StatusReport.Condition(type: c.type.rawValue, status: c.status.rawValue, reason: c.reason, message: c.message, bad: c.isBad)
-                }
-            },
-            reports: {
-                guard let status = await handle.reporter?.outboxStatus() else { return StatusReport.Reports(pending: 0) }
-                return StatusReport.Reports(lastDeliveredAt: status.lastDelivered.map { Int64($0.deliveredAt) },
-                                            lastDeliveredKind: status.lastDelivered?.kind, pending: status.pendingCount,
-                                            oldestPendingAt: status.oldestPendingSince.map { Int64($0) })
-            },
-            containers: ContainerUsageProbe(stateRoot: config.node.stateDir + "/runtime").usage)
+        StatusSources(containers: ContainerUsageProbe(stateRoot: config.node.stateDir + "/runtime").usage)
     }
 
     /// The services to run before the daemon, in the order the group starts them (it stops them in

@@ -47,6 +47,22 @@ struct DeploymentCommand: AsyncParsableCommand {
         deployment.signatureRequirement.signatures = []
     }
 
+    /// Loads a deployment file, claims it for the caller's twin, checks the rules, creates its node
+    /// contract on `node` and signs it: what `create` and `deploy` both start with.
+    static func contracted(_ file: String, node: UInt32, ledger: LocalLedger, identity: NodeIdentity, chain: ChainOptions) async throws -> Deployment {
+        var deployment = try load(file)
+        claim(&deployment, twin: try await chain.twinID(ledger, identity))
+        try validate(deployment)
+        let inclusion = try await ledger.submit(.createNodeContract(nodeID: node, deploymentHash: DeploymentChallenge.hash(deployment),
+                                                                    deploymentData: [], publicIPs: 0), signer: identity.keyPair)
+        guard case .contractCreated(let contract)? = inclusion.events.first else {
+            throw ValidationError("the ledger included the call but reported no ContractCreated event")
+        }
+        deployment.contractID = contract.id
+        DeploymentChallenge.sign(&deployment, twinID: deployment.twinID, keyPair: identity.keyPair)
+        return deployment
+    }
+
     static func validate(_ deployment: Deployment) throws {
         do { try DeploymentRules.validate(deployment) } catch { throw ValidationError("\(error)") }
     }
@@ -81,20 +97,11 @@ struct DeploymentCommand: AsyncParsableCommand {
         func run() async throws {
             let ledger = try chain.openLedger()
             let identity = try chain.loadKey()
-            var deployment = try DeploymentCommand.load(file)
-            DeploymentCommand.claim(&deployment, twin: try await chain.twinID(ledger, identity))
-            try DeploymentCommand.validate(deployment)
+            let deployment = try await DeploymentCommand.contracted(file, node: node, ledger: ledger, identity: identity, chain: chain)
             let hash = DeploymentChallenge.hash(deployment)
-            let inclusion = try await ledger.submit(.createNodeContract(nodeID: node, deploymentHash: hash, deploymentData: [], publicIPs: 0),
-                                                    signer: identity.keyPair)
-            guard case .contractCreated(let contract)? = inclusion.events.first else {
-                throw ValidationError("the ledger included the call but reported no ContractCreated event")
-            }
-            deployment.contractID = contract.id
-            DeploymentChallenge.sign(&deployment, twinID: deployment.twinID, keyPair: identity.keyPair)
             try DeploymentCommand.save(deployment, to: out ?? file)
-            try chain.emit(["contract_id": String(contract.id), "hash": hash, "file": out ?? file]) {
-                "created contract \(contract.id) on node \(node) for hash \(hash); signed as twin \(deployment.twinID) into \(out ?? file)"
+            try chain.emit(["contract_id": String(deployment.contractID), "hash": hash, "file": out ?? file]) {
+                "created contract \(deployment.contractID) on node \(node) for hash \(hash); signed as twin \(deployment.twinID) into \(out ?? file)"
             }
         }
     }
@@ -205,19 +212,9 @@ struct DeployCommand: AsyncParsableCommand {
     func run() async throws {
         let ledger = try chain.openLedger()
         let identity = try chain.loadKey()
-        var deployment = try DeploymentCommand.load(file)
-        DeploymentCommand.claim(&deployment, twin: try await chain.twinID(ledger, identity))
-        try DeploymentCommand.validate(deployment)
-        let hash = DeploymentChallenge.hash(deployment)
-        let inclusion = try await ledger.submit(.createNodeContract(nodeID: node, deploymentHash: hash, deploymentData: [], publicIPs: 0),
-                                                signer: identity.keyPair)
-        guard case .contractCreated(let contract)? = inclusion.events.first else {
-            throw ValidationError("the ledger included the call but reported no ContractCreated event")
-        }
-        deployment.contractID = contract.id
-        DeploymentChallenge.sign(&deployment, twinID: deployment.twinID, keyPair: identity.keyPair)
+        let deployment = try await DeploymentCommand.contracted(file, node: node, ledger: ledger, identity: identity, chain: chain)
         if let out { try DeploymentCommand.save(deployment, to: out) }
-        if !chain.json { print("contract \(contract.id) created on node \(node) (hash \(hash))") }
+        if !chain.json { print("contract \(deployment.contractID) created on node \(node) (hash \(DeploymentChallenge.hash(deployment)))") }
         try await api.send(deployment, update: false, ledger: ledger, identity: identity, twin: deployment.twinID, chain: chain)
     }
 }

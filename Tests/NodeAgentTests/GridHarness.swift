@@ -146,18 +146,7 @@ final class GridHarness: @unchecked Sendable {
 
     /// grid-twin commands that talk to nodes only (`shard ...`), without the ledger option.
     func gridTwinOffChain(_ arguments: [String]) throws -> CommandLineTests.Result {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: (CommandLineTests.binary as NSString).deletingLastPathComponent + "/grid-twin")
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return CommandLineTests.Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-                                       stderr: String(decoding: stderr, as: UTF8.self))
+        try LedgerScenarioTests.gridTwin(arguments, ledger: nil)
     }
 
     /// Containers outlive their agent by design; a test's must not outlive the test.

@@ -9,10 +9,11 @@ import Testing
 @Suite(.serialized) struct LedgerScenarioTests {
     typealias CLI = CommandLineTests
 
-    static func gridTwin(_ arguments: [String], ledger: String) throws -> CLI.Result {
+    /// Runs grid-twin; `ledger` nil for the commands that talk to nodes only (`shard ...`).
+    static func gridTwin(_ arguments: [String], ledger: String?) throws -> CLI.Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: (CLI.binary as NSString).deletingLastPathComponent + "/grid-twin")
-        process.arguments = arguments + ["--ledger", ledger]
+        process.arguments = arguments + (ledger.map { ["--ledger", $0] } ?? [])
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err

@@ -11,7 +11,10 @@ let package = Package(
         .executable(name: "grid-twin", targets: ["GridTwin"]),
         .executable(name: "ledger-bench", targets: ["LedgerBench"]),
         .executable(name: "runtime-bench", targets: ["RuntimeBench"]),
+        .executable(name: "image-bench", targets: ["ImageBench"]),
         .executable(name: "tfchain-bench", targets: ["TFChainBench"]),
+        .executable(name: "provisioner-bench", targets: ["ProvisionerBench"]),
+        .executable(name: "storage-bench", targets: ["StorageBench"]),
         .executable(name: "capacity-bench", targets: ["CapacityBench"]),
     ],
     dependencies: [
@@ -24,6 +27,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.0.0"),
         // WebSocket client for TFChain's JSON-RPC (SwiftNIO based).
         .package(url: "https://github.com/hummingbird-project/swift-websocket.git", from: "1.6.0"),
+        // The twin-facing deployment API.
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.20.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
     ],
     targets: [
         // System libraries from Debian's -dev packages.
@@ -31,15 +37,19 @@ let package = Package(
         .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
         .systemLibrary(name: "CCap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        // Container images: tar, gzip and zstd parsing (entries are written by our own code).
+        .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
         // xxHash for Substrate's twox128/twox64 storage hashers.
         .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
+        // ISA-L's Reed-Solomon erasure code for the storage client.
+        .systemLibrary(name: "CISAL", pkgConfig: "libisal", providers: [.apt(["libisal-dev"])]),
         // Syscalls Swift's Glibc module cannot reach, and everything that runs between fork and exec.
         .target(name: "CNodeShim"),
         // CRC32-C for the shard store (SSE4.2 when the CPU has it).
         .target(name: "CCRC32C"),
 
-        // Shared grid types: keys, hashes, addresses.
-        .target(name: "GridTypes", dependencies: ["CSodium"]),
+        // Shared grid types: keys, hashes, addresses, the deployment model and its challenge (MD5 from swift-crypto).
+        .target(name: "GridTypes", dependencies: ["CSodium", .product(name: "Crypto", package: "swift-crypto")]),
         // Chain access (embedded ledger, TFChain).
         .target(name: "ChainClient", dependencies: [
             "GridTypes", "CXXHash",
@@ -52,9 +62,10 @@ let package = Package(
             "GridTypes", "ChainClient",
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Hummingbird", package: "hummingbird"),
         ]),
         // Isolated containers.
-        .target(name: "ContainerRuntime", dependencies: ["GridTypes", "CNodeShim", "CSeccomp", "CCap"]),
+        .target(name: "ContainerRuntime", dependencies: ["GridTypes", "CNodeShim", "CSeccomp", "CCap", "CArchive", "CSodium"]),
         // 0-db compatible shard store.
         .target(
             name: "ShardServer",
@@ -64,6 +75,17 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The provisioner's workload managers on this node's real runtime and shard server.
+        .target(name: "WorkloadBackends", dependencies: ["Provisioner", "ContainerRuntime", "ShardServer", "GridTypes"]),
+        // The twin's side of storage: files as compressed, encrypted, erasure-coded shards on 0-db namespaces.
+        .target(
+            name: "StorageClient",
+            dependencies: [
+                "GridTypes", "CSodium", "CZstd", "CISAL",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         // Capacity, uptime and usage reports.
@@ -76,7 +98,7 @@ let package = Package(
         .executableTarget(
             name: "NodeAgent",
             dependencies: [
-                "GridTypes", "ChainClient", "Provisioner", "ContainerRuntime", "ShardServer", "CapacityReporter",
+                "GridTypes", "ChainClient", "Provisioner", "ContainerRuntime", "ShardServer", "CapacityReporter", "WorkloadBackends",
                 "CNodeShim", "CSodium", "CSeccomp", "CCap", "CZstd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -88,23 +110,36 @@ let package = Package(
         .executableTarget(
             name: "GridTwin",
             dependencies: [
-                "GridTypes", "ChainClient",
+                "GridTypes", "ChainClient", "StorageClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         // Benchmarks (bench/): programs that print figures.
         .executableTarget(name: "LedgerBench", dependencies: ["ChainClient", "Provisioner", "GridTypes"], path: "bench/LedgerBench"),
         .executableTarget(name: "RuntimeBench", dependencies: ["ContainerRuntime"], path: "bench/RuntimeBench"),
+        .executableTarget(name: "ProvisionerBench", dependencies: [
+            "ChainClient", "Provisioner", "ShardServer", "ContainerRuntime", "WorkloadBackends", "GridTypes",
+            .product(name: "Logging", package: "swift-log"),
+        ], path: "bench/ProvisionerBench"),
+        .executableTarget(name: "ImageBench", dependencies: ["ContainerRuntime", "GridTypes"], path: "bench/ImageBench"),
         .executableTarget(name: "CapacityBench", dependencies: ["CapacityReporter"], path: "bench/CapacityBench"),
         .executableTarget(name: "TFChainBench", dependencies: ["ChainClient", "GridTypes"], path: "bench/TFChainBench",
                          exclude: ["scalecodec_bench.py"]),
+        .executableTarget(name: "StorageBench", dependencies: ["StorageClient", "ShardServer", "GridTypes", "CSodium", "CZstd", "CISAL",
+                                                               .product(name: "Logging", package: "swift-log")],
+                         path: "bench/StorageBench"),
 
         .testTarget(name: "GridTypesTests", dependencies: ["GridTypes", "CSodium"]),
         .testTarget(name: "NodeShimTests", dependencies: ["CNodeShim"]),
-        .testTarget(name: "ContainerRuntimeTests", dependencies: ["ContainerRuntime"]),
+        .testTarget(name: "ContainerRuntimeTests", dependencies: ["ContainerRuntime", "CArchive", "CNodeShim", "GridTypes"]),
         .testTarget(name: "ChainClientTests", dependencies: ["ChainClient", "GridTypes"],
                     exclude: ["tfchain_double", "Fixtures"]),
-        .testTarget(name: "ProvisionerTests", dependencies: ["Provisioner", "ChainClient", "GridTypes"]),
+        .testTarget(name: "ProvisionerTests", dependencies: [
+            "Provisioner", "ChainClient", "GridTypes",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+        ], exclude: ["Fixtures"]),
         .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "GridTypes", "ChainClient", "Provisioner", "CapacityReporter", "TOMLKit"]),
         .testTarget(name: "CapacityReporterTests", dependencies: ["CapacityReporter", "ChainClient", "GridTypes"],
                     exclude: ["Fixtures"]),
@@ -115,6 +150,14 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .testTarget(
+            name: "StorageClientTests",
+            dependencies: [
+                "StorageClient", "ShardServer", "GridTypes", "GridTwin",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
     ],

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up this machine, builds the agent, and runs its main job on the embedded ledger in a scratch
-# directory: an agent registers its node, a farmer and a user act through grid-twin, the agent picks
-# up the user's contract from the chain, and drops it when it is cancelled.
+# directory: an agent registers its node, a farmer and a user act through grid-twin, the user deploys
+# storage workloads that the agent verifies and provisions, and cancels them again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "demo: run as root (sudo scripts/demo.sh): the agent creates namespaces and cgroups" >&2; exit 1; }
@@ -44,20 +44,39 @@ node_id=$(sed -n 's/.*"nodeID" : \([0-9]*\).*/\1/p' "$work/state/node.json")
 echo "the agent registered node $node_id:"
 "$bin/grid-twin" nodes
 
-step "a user creates a twin, funds it, and reserves a deployment on node $node_id"
+step "a user creates a twin and funds it"
 "$bin/grid-twin" twin create --key "$work/user.key"
 "$bin/grid-twin" fund 10 --key "$work/user.key"
-created_at=$(date +%s%N)
-"$bin/grid-twin" contract create --node "$node_id" --hash 4e4d2e444d250e2dae5dc5a755a9750f --key "$work/user.key"
-wait_for 20 grep -q 'msg="contracts changed"' "$work/agent.log" || { echo "demo: the agent did not see the contract"; exit 1; }
-echo "the agent's watcher took the contract into its desired state $(( ($(date +%s%N) - created_at) / 1000000 )) ms after the call"
-echo "(deploying its workloads arrives with the provisioner)"
-"$bin/node-agent" ledger contracts --config "$config"
+export GRID_TWIN_KEY="$work/user.key" GRID_NODE_API="http://127.0.0.1:2021"
 
-step "the user cancels the contract"
-"$bin/grid-twin" contract cancel --id 1 --key "$work/user.key"
-wait_for 20 sh -c "[ \$(grep -c 'msg=\"contracts changed\"' '$work/agent.log') -ge 2 ]" || { echo "demo: the agent did not see the cancellation"; exit 1; }
-"$bin/grid-twin" events --last 8
+step "the user writes a deployment: a 1 GiB shard namespace and a 64 MiB volume"
+cat > "$work/storage.json" <<'JSON'
+{"version": 0, "twin_id": 0, "metadata": "", "description": "demo storage", "expiration": 0,
+ "signature_requirement": {"requests": [{"twin_id": 0, "required": true, "weight": 1}], "weight_required": 1,
+                           "signatures": [], "signature_style": ""},
+ "workloads": [
+   {"version": 0, "name": "shards", "type": "zdb", "data": {"size": 1073741824, "mode": "user", "password": "demo-secret", "public": false}},
+   {"version": 0, "name": "data", "type": "volume", "data": {"size": 67108864}}]}
+JSON
+"$bin/grid-twin" deployment hash "$work/storage.json"
+
+step "grid-twin deploy: contract on chain, signature, sealed delivery to node $node_id, wait for the workloads"
+"$bin/grid-twin" deploy "$work/storage.json" --node "$node_id" --out "$work/storage.signed.json"
+contract=$(sed -n 's/.*"contract_id" : \([0-9]*\).*/\1/p' "$work/storage.signed.json")
+echo "the namespace answers on the node's shard server with the deployment's password:"
+printf 'SELECT wl-%s-shards demo-secret\nSET greeting "hello from contract %s"\nGET greeting\n' "$contract" "$contract" | redis-cli -p 9900 | sed 's/^/  /'
+echo "the volume is an ext4 filesystem in an image of exactly 64 MiB (df shows what ext4 leaves usable):"
+df -h "$work/state/volumes/wl-$contract-data" | sed 's/^/  /'
+
+step "a deployment that breaks the rules is refused with the reason"
+sed 's/"name": "data"/"name": "bad-name"/; s/demo storage/demo bad/' "$work/storage.json" > "$work/bad.json"
+"$bin/grid-twin" deploy "$work/bad.json" --node "$node_id" 2>&1 | head -n 1 || true
+
+step "the user cancels the contract: the node removes every workload and frees the capacity"
+"$bin/grid-twin" contract cancel --id "$contract"
+wait_for 20 sh -c "! mountpoint -q '$work/state/volumes/wl-$contract-data'" || { echo "demo: the volume was not removed"; exit 1; }
+"$bin/grid-twin" deployment changes "$contract"
+"$bin/grid-twin" events --last 6
 
 step "stop the agent (SIGTERM)"
 kill -TERM "$agent"

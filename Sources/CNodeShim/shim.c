@@ -10,6 +10,8 @@
 #include <signal.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -203,4 +205,19 @@ int nshim_pidfd_open(pid_t pid) {
 #define SYS_pidfd_open 434
 #endif
     return neg_errno(syscall(SYS_pidfd_open, pid, 0));
+}
+
+#ifndef FICLONE
+#define FICLONE _IOW(0x94, 9, int)
+#endif
+
+int nshim_mount_fs(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data) {
+    return neg_errno(mount(source, target, fstype, flags, data));
+}
+int nshim_umount2(const char *target, int flags) { return neg_errno(umount2(target, flags)); }
+int nshim_syncfs(int fd) { return neg_errno(syncfs(fd)); }
+int nshim_ficlone(int dst, int src) { return neg_errno(ioctl(dst, FICLONE, src)); }
+long nshim_copy_file_range(int in, int out, unsigned long length) {
+    ssize_t n = copy_file_range(in, NULL, out, NULL, length, 0);
+    return n < 0 ? -errno : (long)n;
 }

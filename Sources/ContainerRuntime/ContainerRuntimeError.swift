@@ -16,6 +16,18 @@ public enum ContainerRuntimeError: Error, Equatable, Sendable, CustomStringConve
     case seccomp(String)
     case io(operation: String, path: String, errno: Int32)
     case image(String)
+    /// The archive's BLAKE2b-256 is not the one the workload named.
+    case imageDigestMismatch(url: String, expected: String, actual: String)
+    /// Fetching failed (`url` has credentials and query removed).
+    case imageFetch(url: String, message: String)
+    /// An archive entry that would be unsafe to write (`..`, absolute, through a symlink, a device).
+    case imageEntryRefused(entry: String, reason: String)
+    /// A configured bound was reached: `what` names it.
+    case imageLimit(what: String, limit: UInt64)
+    /// Not a tar / not a usable OCI image layout.
+    case imageFormat(String)
+    case imageNotFound(digest: String)
+    case imageInUse(digest: String, containers: [String])
 
     public var description: String {
         switch self {
@@ -43,6 +55,20 @@ public enum ContainerRuntimeError: Error, Equatable, Sendable, CustomStringConve
             return "\(operation) \(path) failed: \(String(cString: strerror(errno))) (errno \(errno))"
         case .image(let message):
             return "image: \(message)"
+        case .imageDigestMismatch(let url, let expected, let actual):
+            return "image \(url): BLAKE2b-256 digest mismatch: expected \(expected), got \(actual); the file is not the image the workload names (refused)"
+        case .imageFetch(let url, let message):
+            return "image \(url): fetch failed: \(message)"
+        case .imageEntryRefused(let entry, let reason):
+            return "image entry '\(entry)' refused: \(reason)"
+        case .imageLimit(let what, let limit):
+            return "image refused: \(what) exceeds the limit of \(limit)"
+        case .imageFormat(let message):
+            return "image format: \(message)"
+        case .imageNotFound(let digest):
+            return "image \(digest) is not in the store; pull it first (node-agent runtime image pull URL --digest \(digest))"
+        case .imageInUse(let digest, let containers):
+            return "image \(digest) is in use by container(s) \(containers.joined(separator: ", ")); release their rootfs first"
         }
     }
 }

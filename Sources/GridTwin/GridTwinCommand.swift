@@ -10,7 +10,8 @@ struct GridTwinCommand: AsyncParsableCommand {
         abstract: "The twin's (user's) side of the grid: twins, funds, nodes and contracts.",
         version: "0.1.0",
         subcommands: [TwinCommand.self, FundCommand.self, FarmCommand.self, NodesCommand.self, ContractCommand.self,
-                      ContractsCommand.self, EventsCommand.self, VerifyReportsCommand.self]
+                      ContractsCommand.self, EventsCommand.self, DeploymentCommand.self, DeployCommand.self,
+                      ShardCommand.self, VerifyReportsCommand.self]
     )
 }
 

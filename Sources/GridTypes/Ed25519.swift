@@ -75,5 +75,8 @@ public struct Ed25519KeyPair: Sendable, CustomStringConvertible {
         return signature
     }
 
+    /// libsodium's 64-byte secret key, for conversions (X25519) inside this module only.
+    var secretKeyBytes: [UInt8] { secretKey }
+
     public var description: String { "Ed25519KeyPair(public: \(publicKey.hex))" }
 }

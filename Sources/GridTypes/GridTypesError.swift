@@ -12,6 +12,9 @@ public enum GridTypesError: Error, Equatable, CustomStringConvertible, Sendable 
     case keyFileInsecure(path: String, mode: UInt16)
     case keyFileDamaged(path: String, reason: String)
     case io(operation: String, path: String, errno: Int32)
+    /// A deployment that breaks the model's rules; `field` points at the offending part.
+    case invalidDeployment(field: String, reason: String)
+    case sealedBox(reason: String)
     case encoding(context: String, detail: String)
 
     public var description: String {
@@ -32,6 +35,10 @@ public enum GridTypesError: Error, Equatable, CustomStringConvertible, Sendable 
             return "key file \(path) has mode \(String(mode, radix: 8)); it must not be readable by group or others: run `chmod 600 \(path)`"
         case .keyFileDamaged(let path, let reason):
             return "key file \(path) is damaged: \(reason); restore it from your backup (a new key is a new node identity)"
+        case .invalidDeployment(let field, let reason):
+            return "deployment \(field): \(reason)"
+        case .sealedBox(let reason):
+            return "sealed deployment body: \(reason)"
         case .io(let operation, let path, let errno):
             return "\(operation) \(path) failed: \(String(cString: strerror(errno))) (errno \(errno))"
         case .encoding(let context, let detail):

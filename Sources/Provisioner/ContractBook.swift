@@ -116,6 +116,30 @@ public final class ContractBook: ContractSink, Sendable {
         }
     }
 
+    /// What the chain last said about one contract, as the watcher recorded it.
+    public enum Status: Equatable, Sendable {
+        case active(Contract)
+        case canceled(DeletionCause?)
+        /// Not seen yet (the watcher may lag behind a contract just made).
+        case unknown
+    }
+
+    public func status(of contractID: UInt64) async throws(ProvisionerError) -> Status {
+        do {
+            return try await pool.read { db in
+                if let row = try Row.fetchOne(db, sql: "SELECT * FROM desired_contracts WHERE id = ?", arguments: [Int64(contractID)]) {
+                    return .active(Self.contract(row))
+                }
+                if let row = try Row.fetchOne(db, sql: "SELECT cause FROM canceled_contracts WHERE id = ?", arguments: [Int64(contractID)]) {
+                    return .canceled((row["cause"] as Int64?).flatMap { DeletionCause(rawValue: Int($0)) })
+                }
+                return .unknown
+            }
+        } catch {
+            throw .database(path: path, operation: "read contract \(contractID)", detail: "\(error)")
+        }
+    }
+
     /// Change history, newest last: (block, contract, change).
     public func history(limit: Int = 100) async throws -> [(block: UInt64, contract: UInt64, change: String)] {
         try await pool.read { db in

@@ -87,6 +87,19 @@ int64_t nshim_filesystem_type(const char *path);
 /// pidfd_open(2): a descriptor that becomes readable when the process exits; -errno on failure.
 int nshim_pidfd_open(pid_t pid);
 
+#define NSHIM_MNT_DETACH      2
+#define NSHIM_UMOUNT_NOFOLLOW 8
+
+/// mount(2), umount2(2) and syncfs(2) for the image store's container roots; 0 or -errno.
+int nshim_mount_fs(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data);
+int nshim_umount2(const char *target, int flags);
+int nshim_syncfs(int fd);
+/// ioctl(FICLONE): makes `dst` share `src`'s extents (a reflink copy); 0 or -errno (-EOPNOTSUPP,
+/// -EXDEV, -EINVAL when the filesystem cannot).
+int nshim_ficlone(int dst, int src);
+/// copy_file_range(2) from/to the descriptors' offsets: bytes copied (0 at the end) or -errno.
+long nshim_copy_file_range(int in, int out, unsigned long length);
+
 #include "CNodeShimContainer.h"
 
 #endif

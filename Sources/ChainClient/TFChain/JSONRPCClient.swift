@@ -1,4 +1,5 @@
 import Foundation
+import GridTypes
 import Logging
 import NIOCore
 import WSClient
@@ -343,4 +344,12 @@ public actor JSONRPCClient {
 
     private var lastGeneration = 0
     private func setGenerationSeen(_ generation: Int) { lastGeneration = generation }
+}
+
+extension JSONValue {
+    static func parse(_ text: String) throws(ChainError) -> JSONValue {
+        do { return try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) } catch {
+            throw .decode(type: "JSON-RPC message", position: 0, detail: "not JSON (\(text.prefix(80))...)")
+        }
+    }
 }

@@ -21,8 +21,8 @@ struct RunCommand: AsyncParsableCommand {
 
         let identity = try NodeIdentity.load(from: config.node.stateDir + "/" + NodeIdentity.fileName)
         let lock = try StateDirectoryLock(stateDir: config.node.stateDir)
-        let daemon = AgentDaemon(config: config, identity: identity, logger: logger)
-        var services: [any Service] = [daemon]
+        var shardServer: ShardServer?
+        var services: [any Service] = []
         if config.shardServer.enabled {
             // After the lock: two agents on one state directory never race to create the password.
             let (password, created) = try ShardServerSetup.loadOrCreatePassword(stateDir: config.node.stateDir)
@@ -32,8 +32,11 @@ struct RunCommand: AsyncParsableCommand {
                     "file": .string(ShardServerSetup.passwordPath(stateDir: config.node.stateDir))])
             }
             let serverConfig = try ShardServerSetup.serverConfig(from: config, adminPassword: password)
-            services.append(ShardServerService(config: serverConfig, logger: Logger(label: "shard-server")))
+            let server = ShardServer(logger: Logger(label: "shard-server"))
+            shardServer = server
+            services.append(ShardServerService(config: serverConfig, logger: Logger(label: "shard-server"), server: server))
         }
+        services.insert(AgentDaemon(config: config, identity: identity, logger: logger, shardServer: shardServer), at: 0)
         let group = ServiceGroup(configuration: .init(
             services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],

@@ -10,7 +10,7 @@ struct RuntimeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "runtime",
         abstract: "The OCI container runtime: create, start, state, kill, delete, run, list.",
-        subcommands: [Create.self, Start.self, State.self, Kill.self, Delete.self, Run.self, List.self]
+        subcommands: [Create.self, Start.self, State.self, Kill.self, Delete.self, Run.self, List.self, RuntimeImageCommand.self]
     )
 
     struct Options: ParsableArguments {

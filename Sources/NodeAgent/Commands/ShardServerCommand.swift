@@ -106,10 +106,12 @@ struct ShardServerCommand: AsyncParsableCommand {
 struct ShardServerService: Service {
     let config: ShardServerConfig
     let logger: Logger
+    /// The daemon shares the server with the provisioner, which manages namespaces through it.
+    var server: ShardServer? = nil
     var onListening: @Sendable (Int) -> Void = { _ in }
 
     func run() async throws {
-        let server = ShardServer(logger: logger)
+        let server = self.server ?? ShardServer(logger: logger)
         let port = try await server.start(config)
         onListening(port)
         try? await gracefulShutdown()

@@ -4,6 +4,7 @@ import GridTypes
 import Logging
 import Provisioner
 import ServiceLifecycle
+import ShardServer
 
 /// The agent's main service: the chain (and, on the embedded ledger, block production), node
 /// registration, and the contract watcher feeding the provisioner's desired state. Runs until a
@@ -12,6 +13,7 @@ struct AgentDaemon: Service {
     let config: AgentConfig
     let identity: NodeIdentity
     let logger: Logger
+    var shardServer: ShardServer? = nil
 
     static func openLedger(_ config: AgentConfig) throws -> LocalLedger {
         guard config.chain.backend == .local else {
@@ -70,14 +72,32 @@ struct AgentDaemon: Service {
                 }
                 group.addTask {
                     guard let record = try? await registration.registerRetrying() else { return }
-                    // The provisioner's ReservationSource replaces EmptyReservations (issue 6).
-                    async let reporting: Void = ReporterSetup.run(config: config, chain: chain, chainName: chainName, nodeID: record.nodeID,
-                                                                  identity: identity, reservations: EmptyReservations(), logger: logger)
                     let watcher = ContractWatcher(chain: chain, sink: book, nodeID: record.nodeID,
                                                   logger: Logger(label: "chain.watcher"))
                     logger.info("watching contracts", metadata: ["node_id": "\(record.nodeID)"])
-                    await watcher.run()
-                    await reporting
+                    let provisioning: ProvisionerSetup.Running
+                    do {
+                        provisioning = try await ProvisionerSetup.start(config: config, identity: identity, chain: chain, book: book,
+                                                                        nodeID: record.nodeID, shardServer: shardServer, logger: logger)
+                    } catch {
+                        logger.critical("the provisioner cannot start", metadata: ["error": "\(error)"])
+                        // Uptime is still earned: the reporter runs with nothing reserved.
+                        async let reporting: Void = ReporterSetup.run(config: config, chain: chain, chainName: chainName, nodeID: record.nodeID,
+                                                                      identity: identity, provisioner: nil, logger: logger)
+                        await watcher.run()
+                        await reporting
+                        return
+                    }
+                    await withTaskGroup(of: Void.self) { inner in
+                        inner.addTask { await watcher.run() }
+                        inner.addTask { await provisioning.provisioner.run() }
+                        inner.addTask { await provisioning.serveAPI() }
+                        inner.addTask {
+                            await ReporterSetup.run(config: config, chain: chain, chainName: chainName, nodeID: record.nodeID,
+                                                    identity: identity, provisioner: provisioning.provisioner, logger: logger)
+                        }
+                        await inner.waitForAll()
+                    }
                 }
                 await group.waitForAll()
             }

@@ -3,11 +3,11 @@ import ChainClient
 import Foundation
 import GridTypes
 import Logging
+import Provisioner
 
-/// PLACEHOLDER until the provisioner (issue 6) lands: nothing is reserved. The provisioner's
-/// ReservationSource replaces it in `AgentDaemon` (and calls `Reporter.reservationsChanged()`
-/// after every deploy, update and removal). Not the ContractBook: a contract is not a reservation
-/// until its workloads are admitted.
+/// Nothing reserved: what the reporter reads when the provisioner could not start (the node still
+/// earns uptime). Not the ContractBook: a contract is not a reservation until its workloads are
+/// admitted.
 struct EmptyReservations: ReservationSource {
     func reservedCapacity() async -> Resources { .zero }
     func contractReservations() async -> [ContractResources] { [] }
@@ -34,7 +34,10 @@ enum ReporterSetup {
         settings.capacityScanInterval = .seconds(reporter.capacityScanIntervalSeconds)
         settings.networkReportInterval = .seconds(reporter.networkReportIntervalSeconds)
         settings.maxOpenReports = reporter.maxPendingReports
-        settings.policy = CapacityPolicy(diskReserve: UInt64(reporter.reserveDiskGiB) << 30, cpuOvercommit: config.provisioner.overcommitRatio)
+        // The ratio applies to CPU and memory, as the provisioner's admission applies it.
+        let ratio = config.provisioner.overcommitRatio
+        settings.policy = CapacityPolicy(diskReserve: UInt64(reporter.reserveDiskGiB) << 30,
+                                         overcommit: NodeCapacity.Overcommit(cpu: ratio, memory: ratio))
         settings.updatesNodeResources = config.chain.backend == .local
         if config.chain.backend == .local {
             // A report of unknown outcome settles within a few of the ledger's blocks.
@@ -57,15 +60,19 @@ enum ReporterSetup {
                         logger: Logger(label: "reporter"))
     }
 
-    /// Runs the reporter for the registered node until cancelled. A report database that cannot be
-    /// opened is retried (with the error logged) rather than stopping the node's workloads.
+    /// Runs the reporter for the registered node until cancelled, with the provisioner's
+    /// reservations (it calls `reservationsChanged()` after every deploy, update and removal), or
+    /// none when the provisioner could not start. A report database that cannot be opened is
+    /// retried (with the error logged) rather than stopping the node's workloads.
     static func run(config: AgentConfig, chain: any GridChain, chainName: String, nodeID: UInt32, identity: NodeIdentity,
-                    reservations: any ReservationSource, logger: Logger) async {
+                    provisioner: Provisioner?, logger: Logger) async {
+        let reservations: any ReservationSource = provisioner ?? EmptyReservations()
         var delay = Duration.seconds(1)
         while !Task.isCancelled {
             do {
                 let reporter = try makeReporter(config: config, chain: chain, chainName: chainName, nodeID: nodeID,
                                                 identity: identity, reservations: reservations)
+                await provisioner?.onReservationsChanged { await reporter.reservationsChanged() }
                 logger.info("reporting capacity and uptime", metadata: [
                     "node_id": "\(nodeID)", "reports": .string(reporter.store.path),
                     "uptime_interval_s": "\(config.reporter.uptimeIntervalSeconds)"])

@@ -1,6 +1,6 @@
 import Foundation
 
-/// A JSON value, Sendable, for JSON-RPC messages whose shape depends on the method.
+/// A JSON value, Sendable: JSON-RPC messages whose shape depends on the method, workload result data.
 public enum JSONValue: Sendable, Equatable, Codable, CustomStringConvertible {
     case null
     case bool(Bool)
@@ -54,12 +54,6 @@ public enum JSONValue: Sendable, Equatable, Codable, CustomStringConvertible {
     public var description: String {
         guard let data = try? JSONEncoder().encode(self) else { return "<json>" }
         return String(decoding: data, as: UTF8.self)
-    }
-
-    public static func parse(_ text: String) throws(ChainError) -> JSONValue {
-        do { return try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) } catch {
-            throw .decode(type: "JSON-RPC message", position: 0, detail: "not JSON (\(text.prefix(80))...)")
-        }
     }
 
     public func serialized() -> String {

@@ -1,0 +1,161 @@
+import Foundation
+import NIOCore
+import Synchronization
+
+/// The file being written by get: a temporary file next to the output, renamed over it only once
+/// every block is in and synced, so the output is never a partial file.
+final class OutputFile {
+    let path: String
+    let temporary: String
+    let fd: Int32
+    private var finished = false
+
+    init(path: String, overwrite: Bool) throws {
+        var info = stat()
+        if stat(path, &info) == 0 {
+            guard overwrite else { throw StorageError.outputExists(path: path) }
+            guard info.st_mode & S_IFMT == S_IFREG else { throw StorageError.invalidInput(what: path, reason: "exists and is not a regular file") }
+        }
+        let directory = (path as NSString).deletingLastPathComponent
+        let base = (path as NSString).lastPathComponent
+        guard !base.isEmpty, base != ".", base != ".." else { throw StorageError.invalidInput(what: "output", reason: "'\(path)' names no file") }
+        temporary = (directory.isEmpty ? "" : directory + "/") + ".\(base).part-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        self.path = path
+        fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw StorageError.io(operation: "create", path: temporary, errno: errno) }
+    }
+
+    deinit {
+        close(fd)
+        if !finished { unlink(temporary) }
+    }
+
+    static func write(fd: Int32, path: String, _ bytes: [UInt8], at offset: UInt64) throws {
+        var written = 0
+        while written < bytes.count {
+            let n = bytes[written...].withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(offset) + off_t(written)) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw StorageError.io(operation: "write", path: path, errno: n < 0 ? errno : EIO) }
+            written += n
+        }
+    }
+
+    /// Sets the final length, syncs, and renames over the output. The file keeps mode 0600: its
+    /// contents were private enough to encrypt.
+    func commit(size: UInt64) throws {
+        guard ftruncate(fd, off_t(size)) == 0 else { throw StorageError.io(operation: "truncate", path: temporary, errno: errno) }
+        guard fsync(fd) == 0 else { throw StorageError.io(operation: "fsync", path: temporary, errno: errno) }
+        guard rename(temporary, path) == 0 else { throw StorageError.io(operation: "rename to", path: path, errno: errno) }
+        finished = true
+        AtomicFile.syncDirectory(of: path)
+    }
+}
+
+extension StorageClient {
+    /// Rebuilds the file into `output` (atomically: temp file + rename). Reads each block from the
+    /// k fastest columns, with another column for every shard that is missing, corrupt or whose
+    /// node fails; every shard is checked against its checksum and every block against its tag.
+    public func get(fileID: String, to output: String, endpoints: [ShardEndpoint] = [], overwrite: Bool = false,
+                    progress: ProgressHandler? = nil) async throws -> GetReport {
+        try SodiumCrypto.ensureReady()
+        let out = try OutputFile(path: output, overwrite: overwrite)
+        let manifest = try await self.manifest(fileID: fileID, endpoints: endpoints)
+        let codec = try manifest.codec(key: key)
+        let table = try manifest.blockTable()
+        let k = manifest.k
+
+        let links = ColumnLinks()
+        await links.connect(Dictionary(uniqueKeysWithValues: manifest.columns.map { ($0.index, $0.endpoint) }), settings: connection)
+        defer { links.closeAll() }
+        let warnings = SharedNotes(links.deadReasons.sorted { $0.key < $1.key }.map {
+            "shard \($0.key) (node \(manifest.columns[$0.key].endpoint.node)) unavailable: \($0.value)"
+        })
+        guard links.aliveCount >= k else {
+            throw StorageError.notRecoverable(fileID: fileID, block: 0, available: links.aliveCount, needed: k,
+                                              failures: warnings.all)
+        }
+
+        let tracker = ProgressTracker("get", total: manifest.size, handler: progress)
+        let decoded = SharedCounter()
+        let fd = out.fd, temporary = out.temporary
+        let width = parallelBlocks
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var next = 0
+            var running = 0
+            while next < manifest.blockCount || running > 0 {
+                while running < width && next < manifest.blockCount {
+                    let block = next
+                    let order = Self.readOrder(links: links, k: k)
+                    group.addTask {
+                        let plain = try await Self.readBlock(block, manifest: manifest, table: table, codec: codec, links: links,
+                                                             order: order, client: self, warnings: warnings, decoded: decoded)
+                        try OutputFile.write(fd: fd, path: temporary, plain, at: UInt64(block) * UInt64(manifest.blockSize))
+                        tracker.add(UInt64(plain.count))
+                    }
+                    next += 1
+                    running += 1
+                }
+                guard try await group.next() != nil else { break }
+                running -= 1
+            }
+        }
+        try out.commit(size: manifest.size)
+        var notes = warnings.all
+        if !notes.isEmpty {
+            notes.append("the file was rebuilt from the remaining shards; run `grid-twin shard check \(fileID)` and `repair` to restore full redundancy")
+        }
+        return GetReport(fileID: fileID, name: manifest.name, size: manifest.size, output: output, seconds: tracker.elapsedSeconds,
+                         warnings: notes, decodedBlocks: decoded.count)
+    }
+
+    /// One block's plaintext. The first k shards are decoded without checking their checksums:
+    /// if the block's tag verifies, every byte that went into it was intact (the checksums would
+    /// only repeat that work). If it does not, the checksums find the bad shards, which are
+    /// replaced by others and the block decoded again; nothing unverified is ever returned.
+    static func readBlock(_ block: Int, manifest: FileManifest, table: BlockTable, codec: BlockCodec, links: ColumnLinks, order: [Int],
+                          client: StorageClient, warnings: SharedNotes, decoded: SharedCounter) async throws -> [UInt8] {
+        let entry = table.entry(block)
+        let shardLength = codec.shardLength(cipherLength: entry.cipherLength)
+        var excluded: Set<Int> = []
+        var failures: [String] = []
+        for round in 0...manifest.k + manifest.m {
+            let (shards, more) = try await client.gather(block: block, manifest: manifest, entry: entry, codec: codec, links: links,
+                                                         order: order.filter { !excluded.contains($0) }, verify: round > 0,
+                                                         alreadyFailed: failures)
+            failures = more
+            do {
+                let plain = try codec.decode(block: block, entry: entry, shards: shards, decompressors: client.decompressors)
+                if !failures.isEmpty { warnings.add(failures) }
+                if (0..<manifest.k).contains(where: { shards[$0] == nil }) { decoded.add() }
+                return plain
+            } catch StorageError.integrity(let fileID, _, let reason) {
+                let bad = shards.filter { !BlockCodec.verify($0.value, index: $0.key, entry: entry, shardLength: shardLength) }.keys.sorted()
+                // All k shards intact and still no valid block: the metadata and the data disagree.
+                guard !bad.isEmpty else { throw StorageError.integrity(fileID: fileID, block: block, reason: reason) }
+                for column in bad {
+                    excluded.insert(column)
+                    failures.append(checksumFailure(node: manifest.columns[column].endpoint.node, column: column, block: block))
+                }
+            }
+        }
+        throw StorageError.notRecoverable(fileID: manifest.fileID, block: block, available: manifest.k + manifest.m - excluded.count,
+                                          needed: manifest.k, failures: failures)
+    }
+
+    /// The columns to read from, best first: the fastest to answer (connect + SELECT + PING).
+    /// One round trip is a noisy measure, so columns within 10 ms (or 2x) of the fastest count as
+    /// equally fast, and among those data columns come first: reading them needs no decode.
+    static func readOrder(links: ColumnLinks, k: Int) -> [Int] {
+        let timed = links.alive.compactMap { column -> (column: Int, nanos: UInt64)? in
+            links.connection(column).map { (column, $0.setupNanoseconds) }
+        }
+        guard let fastest = timed.map(\.nanos).min() else { return [] }
+        let tolerance = max(10_000_000, fastest)
+        return timed.sorted { a, b in
+            let aFast = a.nanos <= fastest + tolerance, bFast = b.nanos <= fastest + tolerance
+            if aFast != bFast { return aFast }
+            if aFast { return (a.column >= k ? 1 : 0, a.column) < (b.column >= k ? 1 : 0, b.column) }
+            return (a.nanos, a.column) < (b.nanos, b.column)
+        }.map(\.column)
+    }
+}

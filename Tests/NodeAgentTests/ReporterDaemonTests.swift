@@ -186,6 +186,51 @@ import Testing
     }
 }
 
+/// The provisioner's reservations reach the chain through the reporter: a deployment accepted by
+/// the twin API becomes the contract's used resources on the ledger and a signed statement.
+@Suite(.serialized) struct ReporterProvisionerTests {
+    typealias Scenario = LedgerScenarioTests
+
+    @Test func anAdmittedDeploymentsReservationIsReportedForItsContract() async throws {
+        let node = try ProvisionerCrashTests.Node()
+        defer { node.cleanUp() }
+        try node.start()
+        defer { node.kill9() }
+        #expect(try await Scenario.eventually(10) { FileManager.default.fileExists(atPath: node.ledgerPath) })
+        #expect(try Scenario.gridTwin(["twin", "create", "--key", node.dir + "/farmer.key"], ledger: node.ledgerPath).status == 0)
+        #expect(try Scenario.gridTwin(["farm", "create", "--name", "reports", "--key", node.dir + "/farmer.key"], ledger: node.ledgerPath).status == 0)
+        #expect(try Scenario.gridTwin(["twin", "create", "--key", node.dir + "/user.key"], ledger: node.ledgerPath).status == 0)
+        let ledger = try LocalLedger(path: node.ledgerPath)
+        let user = try NodeIdentity.load(from: node.dir + "/user.key")
+        let twinID = try #require(try await ledger.twinID(account: user.publicKey))
+        let twin = ProvisionerCrashTests.Twin(keys: user.keyPair, id: twinID, apiPort: node.apiPort)
+        #expect(try await Scenario.eventually(20) { FileManager.default.fileExists(atPath: node.state + "/node.json") })
+        let nodeKey = try NodeIdentity.load(from: node.state + "/" + NodeIdentity.fileName).publicKey
+        let nodeTwin = try #require(try await ledger.twinID(account: nodeKey))
+        let nodeID = try #require(try await ledger.nodeID(twin: nodeTwin))
+        #expect(try await Scenario.eventually(20) { ((try? await twin.call("GET", "/api/v1/deployments"))?.0 ?? 0) == 200 })
+
+        var deployment = ProvisionerCrashTests.deployment(twin: twinID, version: 0, tag: 1)
+        let created = try await ledger.submit(.createNodeContract(nodeID: nodeID, deploymentHash: DeploymentChallenge.hash(deployment),
+                                                                  deploymentData: [], publicIPs: 0), signer: user.keyPair)
+        guard case .contractCreated(let contract)? = created.events.first else { Issue.record("no contract"); return }
+        deployment.contractID = contract.id
+        DeploymentChallenge.sign(&deployment, twinID: twinID, keyPair: user.keyPair)
+        let (status, reply) = try await twin.call("POST", "/api/v1/deployments", body: Array(try JSONEncoder().encode(deployment)))
+        #expect(status == 202, "\(String(decoding: reply, as: UTF8.self))")
+
+        // 16 MiB of volume and 1 MiB of zdb, on whichever disk type admission placed them.
+        let reserved: UInt64 = 17 << 20
+        #expect(try await Scenario.eventually(20) {
+            guard let used = try ledger.contracts(node: nodeID).first(where: { $0.contract.id == contract.id })?.used else { return false }
+            return used.sru + used.hru == reserved && used.cru == 0
+        }, "the contract's used resources never reached the ledger")
+        let store = try ReportStore(path: node.state + "/" + ReportStore.fileName, signer: nil, readOnly: true)
+        let reported = try store.signedStatements().compactMap { SignedReportLog.decode($0.body)?.contractResources }.flatMap { $0 }
+        #expect(reported.contains { $0.contractID == contract.id && $0.used.sru + $0.used.hru == reserved })
+    }
+}
+
 @Suite struct ReporterConfigTests {
     @Test func theReporterKeysAreReadAndChecked() throws {
         let parser = ConfigParser(file: "test.toml")
@@ -194,7 +239,7 @@ import Testing
         #expect(config.reporter.maxPendingReports == 500)
         let settings = ReporterSetup.settings(config)
         #expect(settings.policy.diskReserve == 50 << 30)
-        #expect(settings.policy.cpuOvercommit == 2.5)
+        #expect(settings.policy.overcommit == NodeCapacity.Overcommit(cpu: 2.5, memory: 2.5))
         #expect(settings.maxOpenReports == 500)
         #expect(settings.updatesNodeResources, "the embedded ledger keeps the registered capacity current")
         #expect(throws: NodeAgentError.self) { try parser.parse("[reporter]\nmax_pending_reports = 5\n") }

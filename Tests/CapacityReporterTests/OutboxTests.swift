@@ -31,7 +31,7 @@ import Testing
         }
     }
 
-    func drained(_ reporter: Reporter, seconds: Double = 30) async -> Bool {
+    func drained(_ reporter: Reporter, seconds: Double = 90) async -> Bool {
         await reporter.drain(deadline: .now + .seconds(seconds))
     }
 
@@ -78,7 +78,7 @@ import Testing
 
         chain.mode = .up
         let lastWritten = try #require(waiting.last?.id)
-        #expect(await eventually(30) { (try? store.entries().filter { $0.id <= lastWritten && $0.status.isOpen }.isEmpty) ?? false })
+        #expect(await eventually(90) { (try? store.entries().filter { $0.id <= lastWritten && $0.status.isOpen }.isEmpty) ?? false })
         running.cancel()
         await running.value
         // Network windows are whole seconds: the last bytes are reported once a second has passed.
@@ -193,7 +193,7 @@ import Testing
         let reporter = reporter(world, chain, store: store, reservations: reservations)
         chain.mode = .down
         await reporter.reportContractResources(force: true)
-        _ = try await world.ledger.submit(.cancelContract(contractID: c2), signer: world.user)
+        _ = try await LedgerWorld.submit(world.ledger, .cancelContract(contractID: c2), signer: world.user)
         chain.mode = .up
         #expect(await drained(reporter))
         let entries = try store.entries()

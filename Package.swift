@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "provisioner-bench", targets: ["ProvisionerBench"]),
         .executable(name: "storage-bench", targets: ["StorageBench"]),
         .executable(name: "capacity-bench", targets: ["CapacityBench"]),
+        .executable(name: "status-bench", targets: ["StatusBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -30,6 +31,8 @@ let package = Package(
         // The twin-facing deployment API.
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.20.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
+        // The agent's Prometheus metrics endpoint.
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
     ],
     targets: [
         // System libraries from Debian's -dev packages.
@@ -104,6 +107,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
+                // Farmer operations: the admin socket (HTTP on a Unix socket) and its client, metrics.
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         // The twin's (user's) command line: twins, funds, nodes, contracts.
@@ -123,6 +132,7 @@ let package = Package(
         ], path: "bench/ProvisionerBench"),
         .executableTarget(name: "ImageBench", dependencies: ["ContainerRuntime", "GridTypes"], path: "bench/ImageBench"),
         .executableTarget(name: "CapacityBench", dependencies: ["CapacityReporter"], path: "bench/CapacityBench"),
+        .executableTarget(name: "StatusBench", dependencies: ["ChainClient", "GridTypes"], path: "bench/StatusBench"),
         .executableTarget(name: "TFChainBench", dependencies: ["ChainClient", "GridTypes"], path: "bench/TFChainBench",
                          exclude: ["scalecodec_bench.py"]),
         .executableTarget(name: "StorageBench", dependencies: ["StorageClient", "ShardServer", "GridTypes", "CSodium", "CZstd", "CISAL",

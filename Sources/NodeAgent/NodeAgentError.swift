@@ -14,6 +14,12 @@ enum NodeAgentError: Error, CustomStringConvertible, Equatable {
     case notRegistered(stateDir: String)
     /// A file holding a secret that cannot be used as it is (`problem` never contains the secret).
     case secretFile(path: String, problem: String)
+    /// The admin API refused or failed a request: `status` is its HTTP status.
+    case adminAPI(status: Int, message: String)
+    /// No agent answers on the admin socket (`errno` from connect: ENOENT, ECONNREFUSED).
+    case agentNotRunning(socket: String, errno: Int32)
+    /// The admin socket is root's only.
+    case adminPermission(socket: String)
 
     var description: String {
         switch self {
@@ -35,6 +41,13 @@ enum NodeAgentError: Error, CustomStringConvertible, Equatable {
             return detail
         case .secretFile(let path, let problem):
             return "secret file \(path) \(problem)"
+        case .adminAPI(let status, let message):
+            return "the agent answered \(status): \(message)"
+        case .agentNotRunning(let socket, let errno):
+            return "the node agent is not running (no agent answers on \(socket): \(String(cString: strerror(errno)))); "
+                + "start it with `systemctl start node-agent`, or in the foreground with `node-agent run`"
+        case .adminPermission(let socket):
+            return "permission denied on the admin socket \(socket): it is root's only; run the command as root (sudo node-agent ...)"
         case .notRegistered(let stateDir):
             return "this node is not registered yet (no \(stateDir)/node.json); start the agent once with `node-agent run`"
         }

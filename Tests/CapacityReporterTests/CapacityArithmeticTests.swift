@@ -33,14 +33,14 @@ import Testing
     }
 
     @Test func allocatableLimitUsedAndFree() {
-        let policy = CapacityPolicy(diskReserve: 20 * Self.gib, overcommit: NodeCapacity.Overcommit(cpu: 2.0))
+        let policy = CapacityPolicy(diskReserve: 20 * Self.gib, cpuOvercommit: 2.0)
         let used = Resources(hru: 0, sru: 100 * Self.gib, cru: 10, mru: 16 * Self.gib)
         let capacity = NodeCapacity(measurement: measurement(cru: 8, mruGiB: 64, sruGiB: 1000), policy: policy, used: used)
         #expect(capacity.reserve == Resources(sru: 20 * Self.gib, mru: UInt64((Double(64 * Self.gib) * 0.1).rounded(.up))))
         #expect(capacity.allocatable.cru == 8)
         #expect(capacity.allocatable.sru == 980 * Self.gib)
         #expect(capacity.allocatable.mru == 64 * Self.gib - capacity.reserve.mru)
-        // CPU may be promised twice over; memory (ratio 1 here) and disk not.
+        // CPU may be promised twice over; memory and disk never.
         #expect(capacity.limit.cru == 16)
         #expect(capacity.limit.mru == capacity.allocatable.mru)
         #expect(capacity.limit.sru == capacity.allocatable.sru)
@@ -63,12 +63,9 @@ import Testing
         #expect(!capacity.admits(.zero))
     }
 
-    @Test func overcommitScalesCPUAndMemoryNeverDisk() {
-        let capacity = NodeCapacity(total: Resources(hru: 100, sru: 100, cru: 4, mru: 8 * Self.gib), reserve: Resources(mru: 2 * Self.gib),
-                                    used: .zero, overcommit: .init(cpu: 1.5, memory: 1.5))
-        #expect(capacity.limit == Resources(hru: 100, sru: 100, cru: 6, mru: 9 * Self.gib))
-        let none = NodeCapacity(total: Resources(cru: 4), reserve: .zero, used: .zero, overcommit: .init(cpu: 0.5, memory: 0))
-        #expect(none.limit.cru == 4, "a ratio below 1 means none")
+    @Test func anOvercommitBelowOneMeansNone() {
+        let capacity = NodeCapacity(total: Resources(cru: 4), reserve: .zero, used: .zero, cpuOvercommit: 0.5)
+        #expect(capacity.limit.cru == 4)
     }
 }
 

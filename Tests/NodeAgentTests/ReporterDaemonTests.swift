@@ -251,7 +251,7 @@ import Testing
         #expect(config.reporter.maxPendingReports == 500)
         let settings = ReporterSetup.settings(config)
         #expect(settings.policy.diskReserve == 50 << 30)
-        #expect(settings.policy.overcommit == NodeCapacity.Overcommit(cpu: 2.5, memory: 2.5))
+        #expect(settings.policy.cpuOvercommit == 2.5)
         #expect(settings.maxOpenReports == 500)
         #expect(settings.updatesNodeResources, "the embedded ledger keeps the registered capacity current")
         #expect(throws: NodeAgentError.self) { try parser.parse("[reporter]\nmax_pending_reports = 5\n") }

@@ -210,15 +210,17 @@ import Testing
         try await h.provisioner.deploy(d, caller: h.ownerTwin)
         await h.provisioner.settle()
         let got = try await h.provisioner.get(contractID: d.contractID, caller: nil)
-        #expect(got.workloads.allSatisfy { $0.result?.state == .error })
+        #expect(got.workloads.allSatisfy { $0.result?.state == .error }, "\(got.workloads.map { ($0.name, $0.result) })")
         #expect(got.workloads.first { $0.name == "ns1" }?.result?.message.contains("disk busy") == true)
         // The transient failure heals on a later pass; the permanent one is not tried again.
         h.zdbs.setFailure("ns1", nil)
         let diskCalls = h.disks.log.count
         let runner = Task { await h.provisioner.run() }
         defer { runner.cancel() }
-        #expect(try await waitUntil { try await h.results(d.contractID)["ns1"] == .ok })
-        #expect(h.disks.log.count == diskCalls)
+        let healed = try await waitUntil(seconds: 30) { try await h.results(d.contractID)["ns1"] == .ok }
+        let finalResults = try await h.results(d.contractID)
+        #expect(healed, "\(finalResults) \(h.zdbs.log)")
+        #expect(h.disks.log.count == diskCalls, "\(h.disks.log)")
     }
 }
 

@@ -264,13 +264,15 @@ import Testing
             let ws = try Workspace()
             let data = randomBytes(40 * Self.block, seed: 26)
             let path = try ws.write(data)
-            let stopped = StopOnce()
+            let broken = Once()
             let options = StorageOptions(k: 2, m: 1, blockSize: Self.block, parallelBlocks: 1, onNodeFailure: .spare)
+            let node3 = cluster.nodes[2].server
             let put = try await ws.client.put(path: path, placement: cluster.endpoints, options: options) { progress in
-                // The first progress report comes after block 0: stop node-3 then, and wait until it is down.
-                if progress.bytesDone < progress.bytesTotal { stopped.once { try await cluster.stop(2) } }
+                // The first progress report comes after block 0: node-3 loses its namespace then
+                // (synchronously, so the next block's SET there fails; its connection is closed).
+                if progress.bytesDone < progress.bytesTotal { broken.run { try? node3.deleteNamespace(TestCluster.namespace) } }
             }
-            #expect(stopped.done)
+            #expect(broken.done)
             #expect(put.columns.map(\.node) == ["node-1", "node-2", "node-4"], "\(put.warnings)")
             #expect(put.warnings.contains { $0.contains("node-3") && $0.contains("rebuilt on spare") })
             let check = try await ws.client.check(fileID: put.fileID, deep: true)
@@ -284,15 +286,15 @@ import Testing
         try await withCluster(3) { cluster in
             let ws = try Workspace()
             let path = try ws.write(randomBytes(20 * Self.block, seed: 27))
-            let grown = StopOnce()
+            let grown = Once()
             let error = await storageError {
                 _ = try await ws.client.put(path: path, placement: cluster.endpoints,
                                             options: StorageOptions(k: 2, m: 1, blockSize: Self.block, parallelBlocks: 1)) { _ in
-                    grown.once {
-                        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-                        try handle.seekToEnd()
-                        try handle.write(contentsOf: Data([1, 2, 3]))
-                        try handle.close()
+                    grown.run {
+                        guard let handle = try? FileHandle(forWritingTo: URL(fileURLWithPath: path)) else { return }
+                        _ = try? handle.seekToEnd()
+                        try? handle.write(contentsOf: Data([1, 2, 3]))
+                        try? handle.close()
                     }
                 }
             }
@@ -363,25 +365,19 @@ import Testing
     }
 }
 
-/// Runs an async action once, from a synchronous callback, and waits for it (bounded).
-final class StopOnce: @unchecked Sendable {
+/// Runs an action once, from a synchronous callback (never blocking it: progress callbacks run on
+/// the cooperative pool, which waiting would starve).
+final class Once: @unchecked Sendable {
     private let lock = NSLock()
     private var started = false
     private(set) var done = false
 
-    func once(_ action: @escaping @Sendable () async throws -> Void) {
+    func run(_ action: () -> Void) {
         lock.lock()
-        if started { lock.unlock(); return }
+        defer { lock.unlock() }
+        guard !started else { return }
         started = true
-        lock.unlock()
-        let finished = DispatchSemaphore(value: 0)
-        Task.detached {
-            try? await action()
-            finished.signal()
-        }
-        if finished.wait(timeout: .now() + 20) == .timedOut { Issue.record("action did not finish within 20 s") }
-        lock.lock()
+        action()
         done = true
-        lock.unlock()
     }
 }

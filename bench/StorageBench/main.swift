@@ -262,6 +262,7 @@ func run(_ config: Config) async throws {
     var logger = Logger(label: "bench")
     logger.logLevel = .error
     let lost = Array(0..<min(m, k))
+    let settleSeconds = Double(ProcessInfo.processInfo.environment["BENCH_SETTLE_SECONDS"] ?? "") ?? 3
     func measurePipeline(round: Int) async throws -> PipelineTimes {
         var servers: [ShardServer] = []
         var endpoints: [ShardEndpoint] = []
@@ -282,6 +283,9 @@ func run(_ config: Config) async throws {
         let options = StorageOptions(k: k, m: m, blockSize: blockSize, zstdLevel: Int(level), parallelBlocks: parallel)
         let put = try await client.put(path: inputPath, placement: endpoints, options: options)
         let output = dir + "/output.bin"
+        // Let the servers finish what a burst of writes leaves them (index snapshots, page cache
+        // work) first: a get usually comes long after the put.
+        try await Task.sleep(for: .seconds(settleSeconds))
         let get = try await client.get(fileID: put.fileID, to: output)
         let same = FileManager.default.contentsEqual(atPath: inputPath, andPath: output)
         try? FileManager.default.removeItem(atPath: output)

@@ -238,7 +238,9 @@ public final class LocalLedger: GridChain, Sendable {
     }
 
     public func awaitOutcome(transaction id: Int64, call: String) async throws(ChainError) -> Inclusion {
-        let timeoutSeconds = Double(parameters.blockTimeMilliseconds) * 5 / 1000 + 10
+        // Generous: a producer on a loaded machine (or one just taking over the lease) can be late by
+        // tens of seconds, and giving up early reports a failure for a call that still lands.
+        let timeoutSeconds = Double(parameters.blockTimeMilliseconds) * 10 / 1000 + 45
         let deadline = ContinuousClock.now + .milliseconds(Int(timeoutSeconds * 1000))
         let poll = Duration.milliseconds(max(2, min(parameters.blockTimeMilliseconds / 5, 200)))
         while ContinuousClock.now < deadline {

@@ -9,7 +9,9 @@ struct NodeAgentCommand: AsyncParsableCommand {
         commandName: "node-agent",
         abstract: "The farm node agent: fulfils the chain's contracts for this node, automatically.",
         version: version,
-        subcommands: [InitCommand.self, RunCommand.self, DoctorCommand.self, LedgerCommand.self, ShardServerCommand.self, RuntimeCommand.self, ReportCommand.self]
+        subcommands: [InitCommand.self, RunCommand.self, DoctorCommand.self, LedgerCommand.self, ShardServerCommand.self, RuntimeCommand.self, ReportCommand.self,
+                      StatusCommand.self, WorkloadsCommand.self, LogsCommand.self, EventsCommand.self, DrainCommand.self, UndrainCommand.self,
+                      InstallCommand.self, UninstallCommand.self]
     )
 }
 

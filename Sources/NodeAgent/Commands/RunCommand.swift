@@ -36,12 +36,20 @@ struct RunCommand: AsyncParsableCommand {
             shardServer = server
             services.append(ShardServerService(config: serverConfig, logger: Logger(label: "shard-server"), server: server))
         }
-        services.insert(AgentDaemon(config: config, identity: identity, logger: logger, shardServer: shardServer), at: 0)
-        let group = ServiceGroup(configuration: .init(
+        // Farmer operations first and the daemon last: the group stops them in reverse, so intake
+        // stops and in-flight work finishes before the shard server flushes and the admin socket closes.
+        let runtime = AgentRuntime(config: config, identity: identity, shardServer: shardServer,
+                                   sources: OperationsSetup.sources(config), logger: logger)
+        services.insert(contentsOf: try OperationsSetup.services(runtime: runtime, config: config, logger: logger), at: 0)
+        services.append(AgentDaemon(config: config, identity: identity, logger: logger, shardServer: shardServer, runtime: runtime))
+        var groupConfiguration = ServiceGroupConfiguration(
             services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
-        ))
+        )
+        groupConfiguration.maximumGracefulShutdownDuration = OperationsSetup.gracefulShutdownLimit
+        groupConfiguration.maximumCancellationDuration = OperationsSetup.cancellationLimit
+        let group = ServiceGroup(configuration: groupConfiguration)
         try await group.run()
         withExtendedLifetime(lock) {}
         logger.info("node-agent stopped")

@@ -37,8 +37,8 @@ enum DefaultConfigFile {
         [provisioner]
         # Twin-facing deployment API.
         api_listen = "127.0.0.1:2021"
-        # CPU and memory a node may promise, as a multiple of what it can allocate (1.0 = no overcommit).
-        # Disk is never overcommitted.
+        # CPUs a node may promise, as a multiple of its allocatable CPUs (1.0 = no overcommit). Memory and
+        # disk are never overcommitted: they cannot be taken back without killing workloads.
         overcommit_ratio = 1.0
         # A contract with no deployment after this long is flagged in status.
         deployment_wait_s = 600

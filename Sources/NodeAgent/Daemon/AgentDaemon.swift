@@ -14,6 +14,8 @@ struct AgentDaemon: Service {
     let identity: NodeIdentity
     let logger: Logger
     var shardServer: ShardServer? = nil
+    /// Farmer operations (admin socket, metrics, systemd): told of each step of start-up and shutdown.
+    var runtime: AgentRuntime? = nil
 
     static func openLedger(_ config: AgentConfig) throws -> LocalLedger {
         guard config.chain.backend == .local else {
@@ -38,6 +40,7 @@ struct AgentDaemon: Service {
         let chain: any GridChain
         let chainName: String
         var producer: BlockProducer?
+        await runtime?.started()
         switch config.chain.backend {
         case .local:
             let ledger = try Self.openLedger(config)
@@ -49,6 +52,7 @@ struct AgentDaemon: Service {
             chain = client
             chainName = "tfchain:" + Hex.encode(try await client.genesisHash())
         }
+        await runtime?.chainOpened(chain, name: chainName)
         let book = try ContractBook(path: config.node.stateDir + "/contracts.sqlite")
         logger.info("node-agent started", metadata: [
             "version": .string(NodeAgentCommand.version),
@@ -57,44 +61,60 @@ struct AgentDaemon: Service {
             "state_dir": .string(config.node.stateDir),
             "chain": .string(chainName),
         ])
+        let measurement = ReporterSetup.scanner(config).scan()
+        let capacity = NodeCapacity(measurement: measurement, policy: ReporterSetup.settings(config).policy, used: .zero)
         let registration = NodeRegistration(
             chain: chain, chainName: chainName, identity: identity,
             farmID: config.node.farmID, configuredNodeID: config.node.nodeID,
-            capacity: ReporterSetup.scanner(config).scan().total,
+            capacity: measurement.total,
             stateDir: config.node.stateDir, logger: logger)
         let logger = self.logger
         let producerToRun = producer
+        let runtime = self.runtime
 
-        await cancelWhenGracefulShutdown {
+        await GracefulShutdown.drainThenCancel(runtime: runtime, limit: .seconds(15)) {
             await withTaskGroup(of: Void.self) { group in
                 if let producerToRun {
                     group.addTask { await producerToRun.run() }
                 }
                 group.addTask {
                     guard let record = try? await registration.registerRetrying() else { return }
-                    let watcher = ContractWatcher(chain: chain, sink: book, nodeID: record.nodeID,
+                    await runtime?.registered(record)
+                    let watcher = ContractWatcher(chain: chain, sink: await runtime?.contractSink(book) ?? book, nodeID: record.nodeID,
                                                   logger: Logger(label: "chain.watcher"))
+                    await runtime?.watching(watcher)
                     logger.info("watching contracts", metadata: ["node_id": "\(record.nodeID)"])
                     let provisioning: ProvisionerSetup.Running
+                    await runtime?.restoring()
                     do {
                         provisioning = try await ProvisionerSetup.start(config: config, identity: identity, chain: chain, book: book,
-                                                                        nodeID: record.nodeID, shardServer: shardServer, logger: logger)
+                                                                        nodeID: record.nodeID, capacity: capacity,
+                                                                        shardServer: shardServer, logger: logger)
                     } catch {
                         logger.critical("the provisioner cannot start", metadata: ["error": "\(error)"])
-                        // Uptime is still earned: the reporter runs with nothing reserved.
+                        await runtime?.provisionerFailed(error)
                         async let reporting: Void = ReporterSetup.run(config: config, chain: chain, chainName: chainName, nodeID: record.nodeID,
-                                                                      identity: identity, provisioner: nil, logger: logger)
+                                                                      identity: identity, reservations: EmptyReservations(), logger: logger)
                         await watcher.run()
                         await reporting
                         return
                     }
+                    let provisioner = provisioning.provisioner
+                    await runtime?.provisionerStarted(provisioner)
                     await withTaskGroup(of: Void.self) { inner in
                         inner.addTask { await watcher.run() }
-                        inner.addTask { await provisioning.provisioner.run() }
-                        inner.addTask { await provisioning.serveAPI() }
+                        inner.addTask { await provisioner.run() }
                         inner.addTask {
+                            await runtime?.apiStarted()
+                            await provisioning.serveAPI()
+                            await runtime?.apiStopped()
+                        }
+                        inner.addTask {
+                            // Used capacity has one source: the provisioner's admitted reservations.
                             await ReporterSetup.run(config: config, chain: chain, chainName: chainName, nodeID: record.nodeID,
-                                                    identity: identity, provisioner: provisioning.provisioner, logger: logger)
+                                                    identity: identity, reservations: provisioner, logger: logger) { reporter in
+                                await provisioner.onReservationsChanged { await reporter.reservationsChanged() }
+                            }
                         }
                         await inner.waitForAll()
                     }
@@ -103,6 +123,7 @@ struct AgentDaemon: Service {
             }
         }
         if let client = chain as? TFChainClient { await client.stop() }
+        await runtime?.stopped()
         logger.info("node-agent stopping")
     }
 }

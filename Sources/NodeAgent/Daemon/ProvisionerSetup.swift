@@ -31,8 +31,10 @@ enum ProvisionerSetup {
         }
     }
 
+    /// `capacity` is the reporter's measurement with the system reserve taken off: the same
+    /// allocatable numbers status and the chain see.
     static func start(config: AgentConfig, identity: NodeIdentity, chain: any GridChain, book: ContractBook, nodeID: UInt32,
-                      shardServer: ShardServer?, logger: Logger) async throws -> Running {
+                      capacity: NodeCapacity, shardServer: ShardServer?, logger: Logger) async throws -> Running {
         guard let (host, port) = ShardServerCommand.parseListen(config.provisioner.apiListen) else {
             throw NodeAgentError.config(file: "(config)", key: "provisioner.api_listen", message: "value \"\(config.provisioner.apiListen)\" is not HOST:PORT")
         }
@@ -43,9 +45,6 @@ enum ProvisionerSetup {
             managers.append(ZdbManager(service: ShardNamespaces(server: shardServer, host: shardHost, port: shardServer.port ?? shardPort)))
         }
         managers.append(contentsOf: try containerManagers(stateDir: stateDir))
-        // The reporter's scan and system reserve: admission and the reports count from the same total.
-        let measurement = ReporterSetup.scanner(config).scan()
-        let capacity = NodeCapacity(measurement: measurement, policy: ReporterSetup.settings(config).policy, used: .zero)
         let provisioner = Provisioner(
             configuration: .init(nodeID: nodeID, total: capacity.total, allocatable: capacity.allocatable,
                                  overcommitRatio: config.provisioner.overcommitRatio),

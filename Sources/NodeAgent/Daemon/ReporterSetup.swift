@@ -3,14 +3,19 @@ import ChainClient
 import Foundation
 import GridTypes
 import Logging
-import Provisioner
 
-/// Nothing reserved: what the reporter reads when the provisioner could not start (the node still
-/// earns uptime). Not the ContractBook: a contract is not a reservation until its workloads are
-/// admitted.
+/// Nothing reserved: used only when the provisioner cannot start, so uptime is still reported. Not
+/// the ContractBook: a contract is not a reservation until its workloads are admitted.
 struct EmptyReservations: ReservationSource {
     func reservedCapacity() async -> Resources { .zero }
     func contractReservations() async -> [ContractResources] { [] }
+}
+
+/// The running reporter, for status and metrics (set once it starts).
+actor ReporterHandle {
+    static let shared = ReporterHandle()
+    private(set) var reporter: Reporter?
+    func set(_ reporter: Reporter) { self.reporter = reporter }
 }
 
 /// What `node-agent run` needs to run the capacity reporter: its settings from config.toml, the
@@ -34,10 +39,7 @@ enum ReporterSetup {
         settings.capacityScanInterval = .seconds(reporter.capacityScanIntervalSeconds)
         settings.networkReportInterval = .seconds(reporter.networkReportIntervalSeconds)
         settings.maxOpenReports = reporter.maxPendingReports
-        // The ratio applies to CPU and memory, as the provisioner's admission applies it.
-        let ratio = config.provisioner.overcommitRatio
-        settings.policy = CapacityPolicy(diskReserve: UInt64(reporter.reserveDiskGiB) << 30,
-                                         overcommit: NodeCapacity.Overcommit(cpu: ratio, memory: ratio))
+        settings.policy = CapacityPolicy(diskReserve: UInt64(reporter.reserveDiskGiB) << 30, cpuOvercommit: config.provisioner.overcommitRatio)
         settings.updatesNodeResources = config.chain.backend == .local
         if config.chain.backend == .local {
             // A report of unknown outcome settles within a few of the ledger's blocks.
@@ -60,22 +62,21 @@ enum ReporterSetup {
                         logger: Logger(label: "reporter"))
     }
 
-    /// Runs the reporter for the registered node until cancelled, with the provisioner's
-    /// reservations (it calls `reservationsChanged()` after every deploy, update and removal), or
-    /// none when the provisioner could not start. A report database that cannot be opened is
-    /// retried (with the error logged) rather than stopping the node's workloads.
+    /// Runs the reporter for the registered node until cancelled. A report database that cannot be
+    /// opened is retried (with the error logged) rather than stopping the node's workloads.
     static func run(config: AgentConfig, chain: any GridChain, chainName: String, nodeID: UInt32, identity: NodeIdentity,
-                    provisioner: Provisioner?, logger: Logger) async {
-        let reservations: any ReservationSource = provisioner ?? EmptyReservations()
+                    reservations: any ReservationSource, logger: Logger,
+                    onStart: @Sendable (Reporter) async -> Void = { _ in }) async {
         var delay = Duration.seconds(1)
         while !Task.isCancelled {
             do {
                 let reporter = try makeReporter(config: config, chain: chain, chainName: chainName, nodeID: nodeID,
                                                 identity: identity, reservations: reservations)
-                await provisioner?.onReservationsChanged { await reporter.reservationsChanged() }
                 logger.info("reporting capacity and uptime", metadata: [
                     "node_id": "\(nodeID)", "reports": .string(reporter.store.path),
                     "uptime_interval_s": "\(config.reporter.uptimeIntervalSeconds)"])
+                await ReporterHandle.shared.set(reporter)
+                await onStart(reporter)
                 await reporter.run()
                 return
             } catch {

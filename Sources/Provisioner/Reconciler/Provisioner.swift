@@ -14,7 +14,7 @@ public actor Provisioner {
         /// reserve), before the overcommit ratio.
         public var total: Resources
         public var allocatable: Resources
-        /// 1.0: no overcommit. Applies to cru and mru only; disk is never overcommitted.
+        /// 1.0: no overcommit. Applies to cru only; memory and disk are never overcommitted.
         public var overcommitRatio: Double
         /// How often chain state changes are looked for, and how often everything is re-checked.
         public var pollInterval: Duration
@@ -215,10 +215,12 @@ public actor Provisioner {
         return hash
     }
 
+    /// CPUs are time-shared and may be promised `overcommitRatio` times; memory and disk cannot be
+    /// taken back without killing a workload, so they never are (the capacity policy's rule).
     func capacityLimit() -> Resources {
         let ratio = max(1.0, configuration.overcommitRatio)
         let a = configuration.allocatable
-        return Resources(hru: a.hru, sru: a.sru, cru: UInt64(Double(a.cru) * ratio), mru: UInt64(Double(a.mru) * ratio))
+        return Resources(hru: a.hru, sru: a.sru, cru: UInt64(Double(a.cru) * ratio), mru: a.mru)
     }
 
     /// Refuses a deployment that does not fit whole. Callers hold the admission lock.

@@ -2,7 +2,8 @@
 # The capacity reporter's costs, in one run (release build):
 #  1. one capacity scan and one usage reading on this host, beside the scan interval they run in;
 #  2. `node-agent run` idle with the reporter on a fresh embedded ledger (it produces the blocks,
-#     registers, watches contracts, reports), CPU and RSS over IDLE_SECONDS from /proc/<pid>/stat
+#     registers, watches contracts, runs the provisioner and its API with no deployments, reports;
+#     the shard server off), CPU and RSS over IDLE_SECONDS from /proc/<pid>/stat
 #     and /proc/<pid>/status, beside `node-agent ledger produce` (same binary, same ledger, block
 #     production only) measured the same way: the ratio is what the agent adds.
 # Needs root (the agent's state directory, like production). BLOCK_MS sets the ledger's block time.
@@ -30,7 +31,9 @@ awk -v s="$scan_us" -v u="$usage_us" -v i="$SCAN_INTERVAL_S" \
 
 config="$work/etc/config.toml"
 "$bin/node-agent" init --config "$config" --state-dir "$work/state" --ledger "$work/ledger.sqlite" --farm-id 1 >/dev/null
-sed -i -e "s/block_time_ms = 6000/block_time_ms = $BLOCK_MS/" -e 's/^enabled = true/enabled = false/' "$config"
+api_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+sed -i -e "s/block_time_ms = 6000/block_time_ms = $BLOCK_MS/" -e 's/^enabled = true/enabled = false/' \
+    -e "s/api_listen = \"127.0.0.1:2021\"/api_listen = \"127.0.0.1:$api_port\"/" "$config"
 
 # ticks (utime + stime) and VmRSS in KiB of a process
 sample() { awk '{ print $14 + $15 }' "/proc/$1/stat"; awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }

@@ -603,7 +603,13 @@ public actor Reporter {
     static func includes(_ events: [ChainEvent], _ content: ReportContent, nodeID: UInt32) -> Bool {
         switch content {
         case .uptime(let claim):
-            return events.contains(.nodeUptimeReported(nodeID: nodeID, timestamp: claim.timestampHint, uptime: claim.uptime))
+            // TFChain's event carries the block's time, not the hint; the chain accepts only hints
+            // within 60 s of it, and an uptime in seconds is this report's alone.
+            return events.contains { event in
+                guard case .nodeUptimeReported(let node, let timestamp, let uptime) = event else { return false }
+                let gap = timestamp > claim.timestampHint ? timestamp - claim.timestampHint : claim.timestampHint - timestamp
+                return node == nodeID && uptime == claim.uptime && gap <= 60
+            }
         case .contractResources(let reports):
             return !reports.isEmpty && reports.allSatisfy { events.contains(.updatedUsedResources($0)) }
         case .nru(let reports):

@@ -31,7 +31,7 @@ import Testing
         }
     }
 
-    func drained(_ reporter: Reporter, seconds: Double = 30) async -> Bool {
+    func drained(_ reporter: Reporter, seconds: Double = 90) async -> Bool {
         await reporter.drain(deadline: .now + .seconds(seconds))
     }
 
@@ -53,10 +53,10 @@ import Testing
         let reporter = reporter(world, chain, store: store, reservations: reservations, counters: counters, settings: settings)
         let running = Task { await reporter.run() }
 
-        #expect(await eventually(10) { (try? store.status().deliveredCount) ?? 0 >= 2 }, "start-up reports were not delivered")
+        #expect(await eventually(30) { (try? store.status().deliveredCount) ?? 0 >= 2 }, "start-up reports were not delivered")
         await counters.add(c1, 500)
 
-        // Down for ten uptime periods: reports keep being written, in order, and wait.
+        // Down for several uptime periods: reports keep being written, in order, and wait.
         chain.mode = .down
         for round in UInt64(1)...3 {
             await counters.add(c1, 1000 * round)
@@ -64,20 +64,21 @@ import Testing
             await reservations.set([ContractResources(contractID: c1, used: Resources(sru: 10 << 30, cru: round + 1, mru: 1 << 30)),
                                     ContractResources(contractID: c2, used: Resources(cru: round, mru: round << 30))])
             await reporter.reservationsChanged()
-            try await Task.sleep(for: .milliseconds(700))
+            // A network window is whole seconds: wait for one with these bytes in the outbox.
+            #expect(await eventually(30) {
+                (try? store.entries().filter { $0.status.isOpen && $0.kind == .nru }.count) ?? 0 >= Int(round)
+            })
         }
-        try await Task.sleep(for: .milliseconds(900))
+        #expect(await eventually(30) { (try? store.entries().filter { $0.status.isOpen && $0.kind == .uptime }.count) ?? 0 >= 6 },
+                "uptime reports written during the outage")
         #expect(await reporter.conditions.condition(.chainReachable).status == .isFalse)
-        let delayed = await reporter.conditions.condition(.reportsDelivering)
-        #expect(delayed.status == .isFalse && delayed.reason == "ReportsDelayed", "\(delayed)")
+        #expect(await eventually(30) { await reporter.conditions.condition(.reportsDelivering).reason == "ReportsDelayed" })
         let waiting = try store.entries().filter { $0.status.isOpen }
-        #expect(waiting.filter { $0.kind == .uptime }.count >= 6, "uptime reports written during the outage")
         #expect(waiting.filter { $0.kind == .contractResources }.count == 3)
-        #expect(waiting.contains { $0.kind == .nru })
 
         chain.mode = .up
         let lastWritten = try #require(waiting.last?.id)
-        #expect(await eventually(30) { (try? store.entries().filter { $0.id <= lastWritten && $0.status.isOpen }.isEmpty) ?? false })
+        #expect(await eventually(90) { (try? store.entries().filter { $0.id <= lastWritten && $0.status.isOpen }.isEmpty) ?? false })
         running.cancel()
         await running.value
         // Network windows are whole seconds: the last bytes are reported once a second has passed.
@@ -192,7 +193,7 @@ import Testing
         let reporter = reporter(world, chain, store: store, reservations: reservations)
         chain.mode = .down
         await reporter.reportContractResources(force: true)
-        _ = try await world.ledger.submit(.cancelContract(contractID: c2), signer: world.user)
+        _ = try await LedgerWorld.submit(world.ledger, .cancelContract(contractID: c2), signer: world.user)
         chain.mode = .up
         #expect(await drained(reporter))
         let entries = try store.entries()

@@ -55,7 +55,12 @@ import Testing
 
     @Test func everyOneByteChangeIsDetected() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let original = Array(try writeLog().utf8)
+        // A short log (each variant is verified whole): an attestation, a report and its receipt.
+        try store.attest(CapacityAttestation(total: Resources(cru: 3, mru: 4), reserve: Resources(mru: 1), disks: [], gpus: [],
+                                             machineID: nil, productUUID: nil), stamp: stamp(1000))
+        try store.enqueue([.uptime(UptimeClaim(uptime: 100, timestampHint: 1000, bootUptime: 100))], stamp: stamp(1000))
+        try store.resolve(try #require(try store.entries().first), outcome: .delivered, block: 10, stamp: stamp(1003))
+        let original = Array(try ReportStore.export(statements: try store.signedStatements(), signer: key, stamp: stamp(4000)).utf8)
         var undetected = [Int]()
         for offset in original.indices {
             var changed = original

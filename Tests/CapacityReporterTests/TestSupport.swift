@@ -48,24 +48,36 @@ final class LedgerWorld: Sendable {
         let farmer = try Ed25519KeyPair.generate()
         node = try Ed25519KeyPair.generate()
         user = try Ed25519KeyPair.generate()
-        _ = try await ledger.submit(.createTwin, signer: farmer)
-        _ = try await ledger.submit(.createFarm(name: "farm-\(UUID().uuidString.prefix(8))"), signer: farmer)
-        _ = try await ledger.submit(.createTwin, signer: node)
+        _ = try await Self.submit(ledger, .createTwin, signer: farmer)
+        _ = try await Self.submit(ledger, .createFarm(name: "farm-\(UUID().uuidString.prefix(8))"), signer: farmer)
+        _ = try await Self.submit(ledger, .createTwin, signer: node)
         let farmID: UInt32 = 1
-        let created = try await ledger.submit(.createNode(farmID: farmID, resources: Resources(hru: 1, sru: 1, cru: 1, mru: 1)), signer: node)
+        let created = try await Self.submit(ledger, .createNode(farmID: farmID, resources: Resources(hru: 1, sru: 1, cru: 1, mru: 1)), signer: node)
         nodeID = created.events.compactMap { event -> UInt32? in
             if case .nodeStored(let node) = event { return node.id }
             return nil
         }.first ?? 0
-        _ = try await ledger.submit(.createTwin, signer: user)
+        _ = try await Self.submit(ledger, .createTwin, signer: user)
         var ids = [UInt64]()
         for index in 0..<count {
             let hash = String(Hex.encode(Blake2b.hash256(Array("contract \(index) \(UUID())".utf8))).prefix(32))
-            let inclusion = try await ledger.submit(.createNodeContract(nodeID: nodeID, deploymentHash: hash, deploymentData: [], publicIPs: 0),
-                                                    signer: user)
+            let inclusion = try await Self.submit(ledger, .createNodeContract(nodeID: nodeID, deploymentHash: hash, deploymentData: [], publicIPs: 0),
+                                                  signer: user)
             ids += inclusion.events.compactMap { $0.contractID }
         }
         contracts = ids
+    }
+
+    /// Queues a call and waits for its block, longer than `LocalLedger.submit` does: when the whole
+    /// test suite runs in parallel on two cores, the producer task may not run for seconds.
+    static func submit(_ ledger: LocalLedger, _ call: ChainCall, signer: Ed25519KeyPair) async throws -> Inclusion {
+        let id = try ledger.enqueue(call, signer: signer)
+        for attempt in 1...6 {
+            do { return try await ledger.awaitOutcome(transaction: id, call: call.name) } catch {
+                guard case .timeout = error, attempt < 6 else { throw error }
+            }
+        }
+        throw ChainError.timeout(operation: call.name, seconds: 60)
     }
 
     func stop() async {

@@ -70,6 +70,18 @@ import Testing
                           stderr: String(decoding: stderr, as: UTF8.self))
     }
 
+    /// Queues a call and waits for its block, longer than `LocalLedger.submit` does (the whole suite
+    /// runs in parallel on two cores; this process's block task may wait for a thread).
+    static func submit(_ ledger: LocalLedger, _ call: ChainCall, signer: Ed25519KeyPair) async throws -> Inclusion {
+        let id = try ledger.enqueue(call, signer: signer)
+        for attempt in 1...6 {
+            do { return try await ledger.awaitOutcome(transaction: id, call: call.name) } catch {
+                guard case .timeout = error, attempt < 6 else { throw error }
+            }
+        }
+        throw ChainError.timeout(operation: call.name, seconds: 60)
+    }
+
     static func kill9(_ process: Process) {
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
@@ -93,8 +105,8 @@ import Testing
         blocks.start()
         blocks.running = true
         let farmer = try Ed25519KeyPair.generate()
-        _ = try await ledger.submit(.createTwin, signer: farmer)
-        _ = try await ledger.submit(.createFarm(name: "kill-test"), signer: farmer)
+        _ = try await Self.submit(ledger, .createTwin, signer: farmer)
+        _ = try await Self.submit(ledger, .createFarm(name: "kill-test"), signer: farmer)
 
         // Start 0: registers and delivers its first reports; then killed while idle.
         var agent = try Self.startAgent(config: config, log: log)
@@ -104,7 +116,7 @@ import Testing
                   let store = try? ReportStore(path: reports, signer: nil, readOnly: true) else { return [] }
             return (try? store.entries()) ?? []
         }
-        #expect(try await LedgerScenarioTests.eventually(30) { entries().contains { $0.status == .delivered } },
+        #expect(try await LedgerScenarioTests.eventually(90) { entries().contains { $0.status == .delivered } },
                 "the agent did not deliver its first report: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
         blocks.running = false
         Self.kill9(agent)
@@ -117,7 +129,7 @@ import Testing
             let before = entries().map(\.id).max() ?? 0
             agent = try Self.startAgent(config: config, log: log)
             var inFlight = false
-            let deadline = Date().addingTimeInterval(30)
+            let deadline = Date().addingTimeInterval(90)
             while Date() < deadline, agent.isRunning {
                 // The ledger first: a transaction it holds was marked in flight before it was queued.
                 let pending = try ledger.pendingTransactionCount()
@@ -140,7 +152,7 @@ import Testing
         blocks.running = true
         agent = try Self.startAgent(config: config, log: log)
         defer { if agent.isRunning { Self.kill9(agent) } }
-        #expect(try await LedgerScenarioTests.eventually(30) {
+        #expect(try await LedgerScenarioTests.eventually(90) {
             let all = entries()
             return all.count >= 6 && all.allSatisfy { !$0.status.isOpen }
         }, "\(entries().map { "\($0.id) \($0.status)" })")
@@ -183,6 +195,51 @@ import Testing
         #expect(tampered.stdout.contains("FAILED"))
         let status = try CLI.run(["report", "status", "--config", config])
         #expect(status.stdout.contains("0 report(s) pending"), "\(status.stdout) \(status.stderr)")
+    }
+}
+
+/// The provisioner's reservations reach the chain through the reporter: a deployment accepted by
+/// the twin API becomes the contract's used resources on the ledger and a signed statement.
+@Suite(.serialized) struct ReporterProvisionerTests {
+    typealias Scenario = LedgerScenarioTests
+
+    @Test func anAdmittedDeploymentsReservationIsReportedForItsContract() async throws {
+        let node = try ProvisionerCrashTests.Node()
+        defer { node.cleanUp() }
+        try node.start()
+        defer { node.kill9() }
+        #expect(try await Scenario.eventually(60) { FileManager.default.fileExists(atPath: node.ledgerPath) })
+        #expect(try Scenario.gridTwin(["twin", "create", "--key", node.dir + "/farmer.key"], ledger: node.ledgerPath).status == 0)
+        #expect(try Scenario.gridTwin(["farm", "create", "--name", "reports", "--key", node.dir + "/farmer.key"], ledger: node.ledgerPath).status == 0)
+        #expect(try Scenario.gridTwin(["twin", "create", "--key", node.dir + "/user.key"], ledger: node.ledgerPath).status == 0)
+        let ledger = try LocalLedger(path: node.ledgerPath)
+        let user = try NodeIdentity.load(from: node.dir + "/user.key")
+        let twinID = try #require(try await ledger.twinID(account: user.publicKey))
+        let twin = ProvisionerCrashTests.Twin(keys: user.keyPair, id: twinID, apiPort: node.apiPort)
+        #expect(try await Scenario.eventually(60) { FileManager.default.fileExists(atPath: node.state + "/node.json") })
+        let nodeKey = try NodeIdentity.load(from: node.state + "/" + NodeIdentity.fileName).publicKey
+        let nodeTwin = try #require(try await ledger.twinID(account: nodeKey))
+        let nodeID = try #require(try await ledger.nodeID(twin: nodeTwin))
+        #expect(try await Scenario.eventually(60) { ((try? await twin.call("GET", "/api/v1/deployments"))?.0 ?? 0) == 200 })
+
+        var deployment = ProvisionerCrashTests.deployment(twin: twinID, version: 0, tag: 1)
+        let created = try await ledger.submit(.createNodeContract(nodeID: nodeID, deploymentHash: DeploymentChallenge.hash(deployment),
+                                                                  deploymentData: [], publicIPs: 0), signer: user.keyPair)
+        guard case .contractCreated(let contract)? = created.events.first else { Issue.record("no contract"); return }
+        deployment.contractID = contract.id
+        DeploymentChallenge.sign(&deployment, twinID: twinID, keyPair: user.keyPair)
+        let (status, reply) = try await twin.call("POST", "/api/v1/deployments", body: Array(try JSONEncoder().encode(deployment)))
+        #expect(status == 202, "\(String(decoding: reply, as: UTF8.self))")
+
+        // 16 MiB of volume and 1 MiB of zdb, on whichever disk type admission placed them.
+        let reserved: UInt64 = 17 << 20
+        #expect(try await Scenario.eventually(60) {
+            guard let used = try ledger.contracts(node: nodeID).first(where: { $0.contract.id == contract.id })?.used else { return false }
+            return used.sru + used.hru == reserved && used.cru == 0
+        }, "the contract's used resources never reached the ledger")
+        let store = try ReportStore(path: node.state + "/" + ReportStore.fileName, signer: nil, readOnly: true)
+        let reported = try store.signedStatements().compactMap { SignedReportLog.decode($0.body)?.contractResources }.flatMap { $0 }
+        #expect(reported.contains { $0.contractID == contract.id && $0.used.sru + $0.used.hru == reserved })
     }
 }
 

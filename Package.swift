@@ -118,7 +118,8 @@ let package = Package(
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
         ], exclude: ["Fixtures"]),
-        .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "GridTypes", "ChainClient", "Provisioner", "TOMLKit"]),
+        .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "GridTypes", "ChainClient", "Provisioner", "TOMLKit",
+                                                   .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         .testTarget(
             name: "ShardServerTests",
             dependencies: [

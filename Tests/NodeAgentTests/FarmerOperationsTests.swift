@@ -203,6 +203,13 @@ import FoundationNetworking
         let notify = try NotifyCollector(path: node.notifyPath)
         defer { notify.stop() }
         try node.start()
+        // Up but waiting for its farm: not Ready, exit 1, and the reason.
+        #expect(try await Scenario.eventually(30) { try Self.status(node).1?.phase == "registering" }, "\(node.log().suffix(2000))")
+        let waiting = try node.cli(["status"])
+        #expect(waiting.status == 1)
+        #expect(waiting.stdout.contains("NOT READY (registering)") && waiting.stdout.contains("registering the node on the chain (farm 1)"),
+                "\(waiting.stdout)")
+        #expect(!notify.messages.contains { $0.hasPrefix("READY=1") })
         let grid = try await Grid.make(node)
         #expect(try await Scenario.eventually(30) { notify.messages.contains { $0.hasPrefix("READY=1") } }, "no READY=1: \(notify.messages)")
         let ready = try #require(notify.messages.first { $0.hasPrefix("READY=1") })
@@ -248,6 +255,15 @@ import FoundationNetworking
                        "workloads   \(workloadCount)", "conditions  n/a", "reports     n/a"] {
             #expect(text.stdout.contains(needle), "missing \(needle) in:\n\(text.stdout)")
         }
+
+        // --watch refreshes until interrupted.
+        let (watcher, watchOut, _) = try CLI.start(["status", "--watch", "--interval", "0.5", "--config", node.config])
+        try await Task.sleep(for: .seconds(2))
+        kill(watcher.processIdentifier, SIGINT)
+        watcher.waitUntilExit()
+        let screens = String(decoding: watchOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(screens.components(separatedBy: "node-agent: Ready").count >= 3, "\(screens.prefix(500))")
+        #expect(screens.contains("\u{1B}[H\u{1B}[2J"))
 
         // workloads --json.
         let listed = try node.cli(["workloads", "--json"])

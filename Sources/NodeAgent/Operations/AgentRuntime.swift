@@ -20,7 +20,8 @@ actor AgentRuntime {
     let identity: NodeIdentity
     let startedAt: Date
     let journal: EventJournal
-    let sources: StatusSources
+    /// Plugged in at start or later (the reporter exists only once the node is registered).
+    private(set) var sources: StatusSources
     let notifier: SystemdNotifier?
     let shardServer: ShardServer?
     let logger: Logger
@@ -51,6 +52,10 @@ actor AgentRuntime {
     }
 
     var drainFile: String { config.node.stateDir + "/" + Self.drainFileName }
+
+    /// Adds or replaces sources once their owners exist, e.g. the capacity reporter after registration:
+    /// `await runtime?.updateSources { $0.conditions = { ... } }`.
+    func updateSources(_ change: (inout StatusSources) -> Void) { change(&sources) }
 
     // MARK: Start-up and shutdown, as AgentDaemon goes through them
 

@@ -1,6 +1,7 @@
 import Foundation
 import GridTypes
 @testable import NodeAgent
+import Provisioner
 import Testing
 
 /// Farmer operations without a running agent: the status layout on a fixed state (golden), the
@@ -422,7 +423,15 @@ import Testing
     }
 
     @Test func deploymentStateFromWorkloads() {
-        #expect(AgentRuntime.deploymentState(removing: true, workloads: []) == "removing")
+        func row(_ state: String, desired: Bool = true) -> DeploymentStore.WorkloadSummary {
+            .init(contractID: 1, name: "w", type: "zdb", desired: desired, state: state, message: "", removing: false)
+        }
+        #expect(AgentRuntime.deploymentState(removing: true, workloads: [row("ok")]) == "removing")
         #expect(AgentRuntime.deploymentState(removing: false, workloads: []) == "ok")
+        #expect(AgentRuntime.deploymentState(removing: false, workloads: [row("ok"), row("init")]) == "deploying")
+        #expect(AgentRuntime.deploymentState(removing: false, workloads: [row("paused"), row("init")]) == "paused")
+        #expect(AgentRuntime.deploymentState(removing: false, workloads: [row("paused"), row("error")]) == "error")
+        // A workload on its way out does not make the deployment fail.
+        #expect(AgentRuntime.deploymentState(removing: false, workloads: [row("ok"), row("error", desired: false)]) == "ok")
     }
 }

@@ -179,6 +179,16 @@ import FoundationNetworking
         }
     }
 
+    /// Points a test agent's admin socket into its own directory and its metrics at a free port, so
+    /// agents of parallel suites never share /run/node-agent/admin.sock or 127.0.0.1:9101.
+    static func isolateOperations(config: String, dir: String) throws {
+        var text = try String(contentsOfFile: config, encoding: .utf8)
+        text = text.replacingOccurrences(of: "socket = \"/run/node-agent/admin.sock\"", with: "socket = \"\(dir)/run/admin.sock\"")
+        text = text.replacingOccurrences(of: "metrics_listen = \"127.0.0.1:9101\"",
+                                         with: "metrics_listen = \"127.0.0.1:\(try ShardServerDaemonTests.freePort())\"")
+        try text.write(toFile: config, atomically: true, encoding: .utf8)
+    }
+
     static func status(_ node: AgentNode) throws -> (Int32, StatusReport?) {
         let result = try node.cli(["status", "--json"])
         return (result.status, try? AdminJSON.decoder().decode(StatusReport.self, from: Data(result.stdout.utf8)))

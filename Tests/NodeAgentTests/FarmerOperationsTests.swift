@@ -179,6 +179,16 @@ import FoundationNetworking
         }
     }
 
+    /// Points a test agent's admin socket into its own directory and its metrics at a free port, so
+    /// agents of parallel suites never share /run/node-agent/admin.sock or 127.0.0.1:9101.
+    static func isolateOperations(config: String, dir: String) throws {
+        var text = try String(contentsOfFile: config, encoding: .utf8)
+        text = text.replacingOccurrences(of: "socket = \"/run/node-agent/admin.sock\"", with: "socket = \"\(dir)/run/admin.sock\"")
+        text = text.replacingOccurrences(of: "metrics_listen = \"127.0.0.1:9101\"",
+                                         with: "metrics_listen = \"127.0.0.1:\(try ShardServerDaemonTests.freePort())\"")
+        try text.write(toFile: config, atomically: true, encoding: .utf8)
+    }
+
     static func status(_ node: AgentNode) throws -> (Int32, StatusReport?) {
         let result = try node.cli(["status", "--json"])
         return (result.status, try? AdminJSON.decoder().decode(StatusReport.self, from: Data(result.stdout.utf8)))
@@ -203,6 +213,13 @@ import FoundationNetworking
         let notify = try NotifyCollector(path: node.notifyPath)
         defer { notify.stop() }
         try node.start()
+        // Up but waiting for its farm: not Ready, exit 1, and the reason.
+        #expect(try await Scenario.eventually(30) { try Self.status(node).1?.phase == "registering" }, "\(node.log().suffix(2000))")
+        let waiting = try node.cli(["status"])
+        #expect(waiting.status == 1)
+        #expect(waiting.stdout.contains("NOT READY (registering)") && waiting.stdout.contains("registering the node on the chain (farm 1)"),
+                "\(waiting.stdout)")
+        #expect(!notify.messages.contains { $0.hasPrefix("READY=1") })
         let grid = try await Grid.make(node)
         #expect(try await Scenario.eventually(30) { notify.messages.contains { $0.hasPrefix("READY=1") } }, "no READY=1: \(notify.messages)")
         let ready = try #require(notify.messages.first { $0.hasPrefix("READY=1") })
@@ -248,6 +265,15 @@ import FoundationNetworking
                        "workloads   \(workloadCount)", "conditions  n/a", "reports     n/a"] {
             #expect(text.stdout.contains(needle), "missing \(needle) in:\n\(text.stdout)")
         }
+
+        // --watch refreshes until interrupted.
+        let (watcher, watchOut, _) = try CLI.start(["status", "--watch", "--interval", "0.5", "--config", node.config])
+        try await Task.sleep(for: .seconds(2))
+        kill(watcher.processIdentifier, SIGINT)
+        watcher.waitUntilExit()
+        let screens = String(decoding: watchOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(screens.components(separatedBy: "node-agent: Ready").count >= 3, "\(screens.prefix(500))")
+        #expect(screens.contains("\u{1B}[H\u{1B}[2J"))
 
         // workloads --json.
         let listed = try node.cli(["workloads", "--json"])

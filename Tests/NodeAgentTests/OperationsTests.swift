@@ -1,6 +1,7 @@
 import Foundation
 import GridTypes
 @testable import NodeAgent
+import Provisioner
 import Testing
 
 /// Farmer operations without a running agent: the status layout on a fixed state (golden), the
@@ -422,7 +423,51 @@ import Testing
     }
 
     @Test func deploymentStateFromWorkloads() {
-        #expect(AgentRuntime.deploymentState(removing: true, workloads: []) == "removing")
+        func row(_ state: String, desired: Bool = true) -> DeploymentStore.WorkloadSummary {
+            .init(contractID: 1, name: "w", type: "zdb", desired: desired, state: state, message: "", removing: false)
+        }
+        #expect(AgentRuntime.deploymentState(removing: true, workloads: [row("ok")]) == "removing")
         #expect(AgentRuntime.deploymentState(removing: false, workloads: []) == "ok")
+        #expect(AgentRuntime.deploymentState(removing: false, workloads: [row("ok"), row("init")]) == "deploying")
+        #expect(AgentRuntime.deploymentState(removing: false, workloads: [row("paused"), row("init")]) == "paused")
+        #expect(AgentRuntime.deploymentState(removing: false, workloads: [row("paused"), row("error")]) == "error")
+        // A workload on its way out does not make the deployment fail.
+        #expect(AgentRuntime.deploymentState(removing: false, workloads: [row("ok"), row("error", desired: false)]) == "ok")
+    }
+
+    // MARK: install with systemd
+
+    @Test func installCallsSystemctlOnlyForWhatChanged() throws {
+        let root = NSTemporaryDirectory() + "install-systemctl-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let binary = root + "-binary"
+        try Data("#!/bin/sh\n".utf8).write(to: URL(fileURLWithPath: binary))
+        defer { unlink(binary) }
+        final class Calls: @unchecked Sendable { var list = [[String]](); var lines = [String]() }
+        let calls = Calls()
+        var installer = Installer(root: root, usesSystemd: true)
+        installer.systemctl = { calls.list.append($0); return 0 }
+        installer.output = { calls.lines.append($0) }
+        let options = Installer.InstallOptions(binary: binary, farmID: 2, ledgerPath: "/var/lib/grid-ledger/ledger.sqlite", now: false)
+
+        try installer.install(options)
+        #expect(calls.list == [["daemon-reload"], ["enable", "node-agent.service"], ["try-restart", "node-agent.service"]])
+        calls.list = []
+        try installer.install(options)
+        #expect(calls.list == [["enable", "node-agent.service"]])
+        calls.list = []
+        var now = options
+        now.now = true
+        try installer.install(now)
+        #expect(calls.list == [["enable", "node-agent.service"], ["start", "node-agent.service"]])
+        calls.list = []
+        try Data("#!/bin/sh\nexit 0\n".utf8).write(to: URL(fileURLWithPath: binary))
+        try installer.install(now)
+        #expect(calls.list == [["enable", "node-agent.service"], ["restart", "node-agent.service"]])
+        #expect(calls.lines.contains("updated   \(root)/usr/local/bin/node-agent"))
+        calls.list = []
+        try installer.uninstall()
+        #expect(calls.list == [["disable", "--now", "node-agent.service"], ["daemon-reload"]])
+        #expect(calls.lines.contains { $0.contains("containers of running deployments keep running") })
     }
 }

@@ -38,6 +38,7 @@ import FoundationNetworking
             text = text.replacingOccurrences(of: "listen = \"0.0.0.0:9900\"", with: "listen = \"127.0.0.1:\(try ShardServerDaemonTests.freePort())\"")
             text = text.replacingOccurrences(of: "api_listen = \"127.0.0.1:2021\"", with: "api_listen = \"127.0.0.1:\(apiPort)\"")
             try text.write(toFile: config, atomically: true, encoding: .utf8)
+            try FarmerOperationsTests.isolateOperations(config: config, dir: dir)
         }
 
         func start() throws {

@@ -72,7 +72,7 @@ struct AgentDaemon: Service {
         let producerToRun = producer
         let runtime = self.runtime
 
-        await GracefulShutdown.drainThenCancel(runtime: runtime, limit: .seconds(15)) {
+        await GracefulShutdown.drainThenCancel(runtime: runtime, limit: OperationsSetup.inFlightLimit) {
             await withTaskGroup(of: Void.self) { group in
                 if let producerToRun {
                     group.addTask { await producerToRun.run() }

@@ -45,7 +45,9 @@ extension AgentRuntime {
     func metricsSnapshot() async -> MetricsSnapshot {
         let status = await status()
         var byType = [String: [String: Int]]()
-        for entry in (try? await workloads()) ?? [] { byType[entry.type, default: [:]][entry.state, default: 0] += 1 }
+        for row in (try? await provisioner?.store.summary()) ?? [] {
+            byType[row.type, default: [:]][row.desired ? row.state : "removing", default: 0] += 1
+        }
         return MetricsSnapshot(status: status, workloadsByTypeAndState: byType, shard: (try? shardServer?.statistics()).map(ShardFigures.init),
                                containers: await sources.containers?() ?? [])
     }

@@ -12,6 +12,7 @@ enum OperationsSetup {
     /// How long a graceful shutdown may take before the group cancels what is left, and how long
     /// the daemon waits for in-flight work within it: both inside the unit's TimeoutStopSec=30.
     static let gracefulShutdownLimit = Duration.seconds(25)
+    static let inFlightLimit = Duration.seconds(15)
     static let cancellationLimit = Duration.seconds(3)
 
     /// Container usage from the provisioner's runtime state. The capacity reporter's conditions and

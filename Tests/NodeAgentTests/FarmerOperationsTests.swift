@@ -256,13 +256,18 @@ import FoundationNetworking
         // Every zdb workload's namespace, and the shard server's own "default" namespace.
         let zdbCount = deployed.flatMap(\.workloads).filter { $0.type == "zdb" }.count
         #expect(report.work.shardNamespaces == zdbCount + 1)
-        #expect(report.node.conditions == nil && report.work.reports == nil)  // n/a until the reporter is wired in
+        // The reporter's conditions and outbox: every condition is there and none is bad (the node is Ready).
+        let conditions = try #require(report.node.conditions, "the reporter's conditions are not wired into status")
+        #expect(Set(conditions.map(\.type)) == ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure", "ChainReachable",
+                                                 "ReportsDelivering", "ClockConsistent"])
+        #expect(conditions.allSatisfy { !$0.bad }, "\(conditions)")
+        #expect(report.work.reports != nil)
 
         // The text: three blocks, Ready.
         let text = try node.cli(["status"])
         #expect(text.status == 0)
         for needle in ["node-agent: Ready", "NODE", "CAPACITY", "WORK", "node        \(grid.nodeID)", "deployments 3    3 ok",
-                       "workloads   \(workloadCount)", "conditions  n/a", "reports     n/a"] {
+                       "workloads   \(workloadCount)", "conditions  Ready=", "MemoryPressure=False", "reports     "] {
             #expect(text.stdout.contains(needle), "missing \(needle) in:\n\(text.stdout)")
         }
 

@@ -189,7 +189,7 @@ import Testing
         init(_ name: String) throws {
             self.name = name
             fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            guard fd >= 0, var (address, length) = SystemdNotifier.address(name) else { throw POSIXError(.EINVAL) }
+            guard fd >= 0, case (var address, let length)? = SystemdNotifier.address(name) else { throw POSIXError(.EINVAL) }
             let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
             guard bound == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
             var timeout = timeval(tv_sec: 5, tv_usec: 0)

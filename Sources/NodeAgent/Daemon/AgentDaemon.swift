@@ -94,7 +94,9 @@ struct AgentDaemon: Service {
                         logger.critical("the provisioner cannot start", metadata: ["error": "\(error)"])
                         await runtime?.provisionerFailed(error)
                         async let reporting: Void = ReporterSetup.run(config: config, chain: chain, chainName: chainName, nodeID: record.nodeID,
-                                                                      identity: identity, reservations: EmptyReservations(), logger: logger)
+                                                                      identity: identity, reservations: EmptyReservations(), logger: logger) { reporter in
+                            await runtime?.updateSources { OperationsSetup.plugIn(reporter: reporter, into: &$0) }
+                        }
                         await watcher.run()
                         await reporting
                         return
@@ -114,6 +116,8 @@ struct AgentDaemon: Service {
                             await ReporterSetup.run(config: config, chain: chain, chainName: chainName, nodeID: record.nodeID,
                                                     identity: identity, reservations: provisioner, logger: logger) { reporter in
                                 await provisioner.onReservationsChanged { await reporter.reservationsChanged() }
+                                await provisioner.setAdmissionBlocker(OperationsSetup.admissionBlocker(reporter))
+                                await runtime?.updateSources { OperationsSetup.plugIn(reporter: reporter, into: &$0) }
                             }
                         }
                         await inner.waitForAll()

@@ -11,13 +11,6 @@ struct EmptyReservations: ReservationSource {
     func contractReservations() async -> [ContractResources] { [] }
 }
 
-/// The running reporter, for status and metrics (set once it starts).
-actor ReporterHandle {
-    static let shared = ReporterHandle()
-    private(set) var reporter: Reporter?
-    func set(_ reporter: Reporter) { self.reporter = reporter }
-}
-
 /// What `node-agent run` needs to run the capacity reporter: its settings from config.toml, the
 /// report database in the state directory, and the service itself.
 enum ReporterSetup {
@@ -75,7 +68,6 @@ enum ReporterSetup {
                 logger.info("reporting capacity and uptime", metadata: [
                     "node_id": "\(nodeID)", "reports": .string(reporter.store.path),
                     "uptime_interval_s": "\(config.reporter.uptimeIntervalSeconds)"])
-                await ReporterHandle.shared.set(reporter)
                 await onStart(reporter)
                 await reporter.run()
                 return

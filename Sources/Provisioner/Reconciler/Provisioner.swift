@@ -57,6 +57,8 @@ public actor Provisioner {
     var permanentFailures: Set<String> = []
     var lastSeenStatus: [UInt64: ContractBook.Status] = [:]
     var reservationObservers: [@Sendable () async -> Void] = []
+    /// Why new deployments are refused right now (node conditions); nil or empty: admit.
+    var admissionBlocker: (@Sendable () async -> String?)?
 
     public init(configuration: Configuration, store: DeploymentStore, book: ContractBook, chain: any GridChain,
                 managers: [any WorkloadManager], logger: Logger = Logger(label: "provisioner")) {
@@ -77,6 +79,11 @@ public actor Provisioner {
     }
 
     public func setDraining(_ value: Bool) { draining = value }
+
+    /// The node's conditions gate admission: `blocker` answers why new deployments must wait (memory,
+    /// disk or PID pressure, the chain unreachable), or nil to admit. Updates of running deployments
+    /// are not gated: they may be what relieves the pressure.
+    public func setAdmissionBlocker(_ blocker: @escaping @Sendable () async -> String?) { admissionBlocker = blocker }
     public var isDraining: Bool { draining }
 
     // MARK: Twin requests
@@ -85,6 +92,7 @@ public actor Provisioner {
     @discardableResult
     public func deploy(_ deployment: Deployment, caller: UInt32) async throws(ProvisionerError) -> String {
         guard !draining else { throw .draining }
+        if let blocker = admissionBlocker, let reason = await blocker(), !reason.isEmpty { throw .nodeUnderPressure(reason) }
         try checkCaller(caller, deployment)
         do { try DeploymentRules.validate(deployment) } catch { throw ProvisionerError(error) }
         let hash = try await verifyAgainstChain(deployment)

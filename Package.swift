@@ -73,8 +73,10 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Container networks: bridges, veths, namespaces and nftables rules (iproute2 and nftables).
+        .target(name: "WorkloadNetwork", dependencies: ["GridTypes"]),
         // The provisioner's workload managers on this node's real runtime and shard server.
-        .target(name: "WorkloadBackends", dependencies: ["Provisioner", "ContainerRuntime", "ShardServer", "GridTypes"]),
+        .target(name: "WorkloadBackends", dependencies: ["Provisioner", "ContainerRuntime", "ShardServer", "GridTypes", "WorkloadNetwork"]),
         // Capacity, uptime and usage reports.
         .target(name: "CapacityReporter", dependencies: ["GridTypes", "ChainClient"]),
         // The daemon and the `node-agent` command line.
@@ -82,7 +84,7 @@ let package = Package(
             name: "NodeAgent",
             dependencies: [
                 "GridTypes", "ChainClient", "Provisioner", "ContainerRuntime", "ShardServer", "CapacityReporter", "WorkloadBackends",
-                "CNodeShim", "CSodium", "CSeccomp", "CCap", "CZstd",
+                "WorkloadNetwork", "CNodeShim", "CSodium", "CSeccomp", "CCap", "CZstd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -110,6 +112,7 @@ let package = Package(
 
         .testTarget(name: "GridTypesTests", dependencies: ["GridTypes", "CSodium"]),
         .testTarget(name: "NodeShimTests", dependencies: ["CNodeShim"]),
+        .testTarget(name: "WorkloadNetworkTests", dependencies: ["WorkloadNetwork", "GridTypes"]),
         .testTarget(name: "ContainerRuntimeTests", dependencies: ["ContainerRuntime", "CArchive", "CNodeShim", "GridTypes"]),
         .testTarget(name: "ChainClientTests", dependencies: ["ChainClient", "GridTypes"],
                     exclude: ["tfchain_double", "Fixtures"]),

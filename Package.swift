@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "image-bench", targets: ["ImageBench"]),
         .executable(name: "tfchain-bench", targets: ["TFChainBench"]),
         .executable(name: "provisioner-bench", targets: ["ProvisionerBench"]),
+        .executable(name: "network-bench", targets: ["NetworkBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -106,6 +107,7 @@ let package = Package(
             "ChainClient", "Provisioner", "ShardServer", "ContainerRuntime", "WorkloadBackends", "GridTypes",
             .product(name: "Logging", package: "swift-log"),
         ], path: "bench/ProvisionerBench"),
+        .executableTarget(name: "NetworkBench", dependencies: ["WorkloadNetwork", "GridTypes"], path: "bench/NetworkBench"),
         .executableTarget(name: "ImageBench", dependencies: ["ContainerRuntime", "GridTypes"], path: "bench/ImageBench"),
         .executableTarget(name: "TFChainBench", dependencies: ["ChainClient", "GridTypes"], path: "bench/TFChainBench",
                          exclude: ["scalecodec_bench.py"]),

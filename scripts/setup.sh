@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages the agent builds and runs with. Idempotent and non-interactive.
 set -euo pipefail
-packages=(pkg-config libsodium-dev libseccomp-dev libcap-dev libzstd-dev libarchive-dev libsqlite3-dev libxxhash-dev redis-tools redis-server python3-redis python3-pip busybox-static runc)
+packages=(pkg-config libsodium-dev libseccomp-dev libcap-dev libzstd-dev libarchive-dev libsqlite3-dev libxxhash-dev redis-tools redis-server python3-redis python3-pip busybox-static runc iproute2 nftables iperf3 python3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -243,7 +243,10 @@ public actor NodeNetwork: TrafficCounterSource {
     /// Removes one container's namespace and veth; the deployment's bridge and rules go with its
     /// last container. Succeeds when already gone.
     public func detach(contractID: UInt64, name: String) throws(NetworkError) {
-        if FileManager.default.fileExists(atPath: namespacePath(contractID, name)) {
+        let hasNamespace = FileManager.default.fileExists(atPath: namespacePath(contractID, name))
+        // Nothing on record and no namespace: nothing to do (kernel leftovers are swept at start).
+        guard hasNamespace || records[contractID]?.members[name] != nil else { return }
+        if hasNamespace {
             try commands.checked(NetworkCommands.ipTool, ["netns", "delete", namespaceName(contractID, name)])
         }
         let veth = vethName(contractID, name)

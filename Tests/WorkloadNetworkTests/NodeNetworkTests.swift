@@ -126,7 +126,8 @@ struct NodeNetworkTests {
     }
 
     func expectClean(_ lab: NetworkLab) throws {
-        #expect(try lab.ownLinks().isEmpty, "interfaces left: \(try lab.ownLinks())")
+        let links = try lab.ownLinks()
+        #expect(links.isEmpty, "interfaces left: \(links)")
         #expect(lab.containerNamespaces().isEmpty, "namespaces left: \(lab.containerNamespaces())")
         let rules = try lab.ruleset()
         #expect(!rules.contains("chain c4"), "chains left:\n\(rules)")

@@ -72,7 +72,7 @@ public actor NodeNetwork: TrafficCounterSource {
 
     // MARK: Names (interface names are at most 15 bytes: prefix + kind + 10 hex)
 
-    static func shortHash(_ text: String) -> String { Hex.encode(Blake2b.hash(Array(text.utf8), outputLength: 5)) }
+    static func shortHash(_ text: String) -> String { Hex.encode(Array(Blake2b.hash(Array(text.utf8), outputLength: 16).prefix(5))) }
     func bridgeName(_ contract: UInt64) -> String { configuration.prefix + "b" + Self.shortHash("\(contract)") }
     func vethName(_ contract: UInt64, _ name: String) -> String { configuration.prefix + "v" + Self.shortHash("\(contract)/\(name)") }
     public func namespaceName(_ contract: UInt64, _ name: String) -> String { "\(configuration.prefix)-\(contract)-\(name)" }
@@ -120,7 +120,8 @@ public actor NodeNetwork: TrafficCounterSource {
         // Traffic between containers of one deployment never leaves its bridge: counted there.
         s.append("add table bridge \(t)")
         s.append("add map bridge \(t) private { type ifname : verdict; }")
-        s.append("add chain bridge \(t) forward { type filter hook forward priority 0; policy accept; }")
+        // Before br_netfilter (priority 0), which re-injects bridged IPv4 past hooks of its own priority.
+        s.append("add chain bridge \(t) forward { type filter hook forward priority -200; policy accept; }")
         s.append("flush chain bridge \(t) forward")
         s.append("add rule bridge \(t) forward iifname vmap @private")
         try commands.nft(script: s.joined(separator: "\n") + "\n")
@@ -249,8 +250,8 @@ public actor NodeNetwork: TrafficCounterSource {
         if hasNamespace {
             try commands.checked(NetworkCommands.ipTool, ["netns", "delete", namespaceName(contractID, name)])
         }
-        let veth = vethName(contractID, name)
-        if commands.tryIP(["link", "show", "dev", veth]) { try commands.ip(["link", "delete", veth]) }
+        // Deleting the namespace took the pair with it; a host side left by a crash goes here.
+        _ = commands.tryIP(["link", "delete", vethName(contractID, name)])
         guard var record = records[contractID] else { return }
         record.members[name] = nil
         if record.members.isEmpty {

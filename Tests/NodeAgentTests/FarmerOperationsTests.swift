@@ -49,6 +49,7 @@ import FoundationNetworking
             text = text.replacingOccurrences(of: "socket = \"/run/node-agent/admin.sock\"", with: "socket = \"\(socket)\"")
             text = text.replacingOccurrences(of: "metrics_listen = \"127.0.0.1:9101\"", with: "metrics_listen = \"127.0.0.1:\(metricsPort)\"")
             try text.write(toFile: config, atomically: true, encoding: .utf8)
+            try FarmerOperationsTests.isolateNetwork(config: config)
         }
 
         let watchdogMicroseconds: Int
@@ -186,6 +187,20 @@ import FoundationNetworking
         text = text.replacingOccurrences(of: "socket = \"/run/node-agent/admin.sock\"", with: "socket = \"\(dir)/run/admin.sock\"")
         text = text.replacingOccurrences(of: "metrics_listen = \"127.0.0.1:9101\"",
                                          with: "metrics_listen = \"127.0.0.1:\(try ShardServerDaemonTests.freePort())\"")
+        try text.write(toFile: config, atomically: true, encoding: .utf8)
+        try isolateNetwork(config: config)
+    }
+
+    /// Container networking on, under names no other agent of the test run uses: each agent sweeps
+    /// interfaces, /run/netns entries and nft tables with its prefix that it has no record of, so
+    /// agents sharing a prefix (even in different network namespaces: /run/netns is one directory)
+    /// would remove each other's networks.
+    static func isolateNetwork(config: String) throws {
+        let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789")
+        let prefix = "t" + String((0..<3).map { _ in alphabet.randomElement() ?? "x" })
+        var text = try String(contentsOfFile: config, encoding: .utf8)
+        text = text.replacingOccurrences(of: "prefix = \"na\"", with: "prefix = \"\(prefix)\"")
+        text = text.replacingOccurrences(of: "table = \"node_agent\"", with: "table = \"node_agent_\(prefix)\"")
         try text.write(toFile: config, atomically: true, encoding: .utf8)
     }
 

@@ -100,6 +100,7 @@ final class GridHarness: @unchecked Sendable {
                 text = text.replacingOccurrences(of: "grace_period_blocks = 201600", with: "grace_period_blocks = \(gracePeriodBlocks)")
                 text = text.replacingOccurrences(of: "api_listen = \"127.0.0.1:2021\"", with: "api_listen = \"0.0.0.0:2021\"")
                 try text.write(toFile: node.config, atomically: true, encoding: .utf8)
+                try FarmerOperationsTests.isolateOperations(config: node.config, dir: node.dir)
                 nodes.append(node)
             }
         } catch {

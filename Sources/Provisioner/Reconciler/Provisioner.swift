@@ -19,9 +19,13 @@ public actor Provisioner {
         /// How often chain state changes are looked for, and how often everything is re-checked.
         public var pollInterval: Duration
         public var fullReconcileInterval: Duration
+        /// What deployments may ask of the node's network (published ports, ranges, interfaces).
+        public var network: NetworkPolicy
 
         public init(nodeID: UInt32, total: Resources, allocatable: Resources, overcommitRatio: Double = 1.0,
-                    pollInterval: Duration = .seconds(1), fullReconcileInterval: Duration = .seconds(15)) {
+                    pollInterval: Duration = .seconds(1), fullReconcileInterval: Duration = .seconds(15),
+                    network: NetworkPolicy = NetworkPolicy()) {
+            self.network = network
             self.nodeID = nodeID
             self.total = total
             self.allocatable = allocatable
@@ -237,6 +241,10 @@ public actor Provisioner {
     /// node has none of that type left, from the other type: a single-disk node can still host both.
     /// The reservation records where the bytes went, so used and reported numbers stay true.
     func admit(_ deployment: Deployment, replacing contractID: UInt64?) async throws(ProvisionerError) -> [String: Resources] {
+        if !NetworkRules.networked(deployment).isEmpty {
+            let neighbours = try await store.deployments().map(\.deployment).filter { $0.contractID != deployment.contractID }
+            do { try NetworkRules.admit(deployment, others: neighbours, policy: configuration.network) } catch { throw ProvisionerError(error) }
+        }
         let others = try await store.reserved(excluding: contractID)
         let limit = capacityLimit()
         var needed = Resources.zero

@@ -1,5 +1,6 @@
 import Foundation
 import GridTypes
+@testable import NodeAgent
 
 /// Several farm nodes on one machine: one embedded ledger, one agent per node, each in its own
 /// network namespace with a veth pair to a bridge the harness creates (private 10.x.y.0/24
@@ -30,6 +31,21 @@ final class GridHarness: @unchecked Sendable {
         var api: String { "http://\(address):2021" }
         var isRunning: Bool { process?.isRunning ?? false }
         var logPath: String { dir + "/agent-\(max(0, starts - 1)).log" }
+
+        /// `node-agent status --json` through the agent's admin socket, as the farmer reads it.
+        func status() throws -> StatusReport? {
+            let result = try CommandLineTests.run(["status", "--json", "--config", config])
+            return try? AdminJSON.decoder().decode(StatusReport.self, from: Data(result.stdout.utf8))
+        }
+
+        /// The prefix of the agent's container network names (unique per test agent).
+        func networkPrefix() -> String? {
+            guard let text = try? String(contentsOfFile: config, encoding: .utf8) else { return nil }
+            for line in text.split(separator: "\n") where line.hasPrefix("prefix = \"") {
+                return String(line.dropFirst("prefix = \"".count).prefix { $0 != "\"" })
+            }
+            return nil
+        }
 
         func nodeID() -> Int? {
             guard let data = FileManager.default.contents(atPath: state + "/node.json"),
@@ -165,6 +181,13 @@ final class GridHarness: @unchecked Sendable {
             for line in mounts.split(separator: "\n") {
                 let fields = line.split(separator: " ")
                 if fields.count > 4, fields[4].hasPrefix(dir) { _ = try? Self.run("/usr/bin/umount", ["-l", String(fields[4])], allowFailure: true) }
+            }
+        }
+        // Containers' network namespaces are /run/netns entries, outside the nodes' namespaces.
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? []
+        for prefix in nodes.compactMap({ $0.networkPrefix() }) {
+            for entry in entries where entry.hasPrefix(prefix + "-") {
+                _ = try? Self.run("/usr/sbin/ip", ["netns", "del", entry], allowFailure: true)
             }
         }
         for netns in namespaces { _ = try? Self.run("/usr/sbin/ip", ["netns", "del", netns], allowFailure: true) }

@@ -73,6 +73,14 @@ import Testing
         #expect(text == Self.goldenReady, "got:\n\(text)")
     }
 
+    @Test func statusShowsTrafficWhenNetworkingCountsIt() {
+        var report = Self.fixedReport()
+        #expect(!StatusRenderer(unicode: true, width: 110).render(report, now: Self.now).contains("traffic"))
+        report.work.traffic = StatusReport.Traffic(contracts: 2, publicBytes: 3 << 20, privateBytes: 512 << 10)
+        let text = StatusRenderer(unicode: true, width: 110).render(report, now: Self.now)
+        #expect(text.contains("  traffic     3.0 MiB public, 512.0 KiB private (2 networks)\n"), "got:\n\(text)")
+    }
+
     static let goldenNotReady = """
         node-agent: NOT READY (registering)
           ! registering the node on the chain (farm 7); see `journalctl -u node-agent`
@@ -268,7 +276,8 @@ import Testing
                                  sets: 250, bytesWritten: 4096, bytesRead: 8192, corruptFound: 0, namespaces: 1, storedBytes: 1000, diskBytes: 1500)
         let snapshot = MetricsSnapshot(status: Self.fixedReport(), workloadsByTypeAndState: ["zdb": ["ok": 8], "volume": ["ok": 19, "error": 1]],
                                        shard: stats,
-                                       containers: [ContainerUsage(id: "wl-12-web", cpuSeconds: 12.5, memoryBytes: 300 << 20, memoryLimitBytes: 1 << 30, pids: 3)])
+                                       containers: [ContainerUsage(id: "wl-12-web", cpuSeconds: 12.5, memoryBytes: 300 << 20, memoryLimitBytes: 1 << 30, pids: 3)],
+                                       traffic: [ContractTraffic(contractID: 12, publicIn: 1000, publicOut: 2500, privateBytes: 700)])
         let text = String(decoding: MetricsExporter.exposition(snapshot), as: UTF8.self)
         let series = try Self.parseExposition(text)
         let gib = Double(1 << 30)
@@ -291,6 +300,8 @@ import Testing
         #expect(series["node_agent_shard_connections"] == 2)
         #expect(series["node_agent_container_cpu_seconds_total{container=\"wl-12-web\"}"] == 12.5)
         #expect(series["node_agent_container_memory_bytes{container=\"wl-12-web\"}"] == Double(300 << 20))
+        #expect(series["node_agent_contract_traffic_bytes_total{contract=\"12\",kind=\"public_out\"}"] == 2500)
+        #expect(series["node_agent_contract_traffic_bytes_total{contract=\"12\",kind=\"private\"}"] == 700)
         #expect(text.contains("# TYPE node_agent_shard_commands_total counter"))
         #expect(text.contains("# TYPE node_agent_ready gauge"))
     }

@@ -103,6 +103,9 @@ struct AgentDaemon: Service {
                     }
                     let provisioner = provisioning.provisioner
                     await runtime?.provisionerStarted(provisioner)
+                    if let network = provisioning.network {
+                        await runtime?.updateSources { $0.traffic = { await network.contractTraffic() } }
+                    }
                     await withTaskGroup(of: Void.self) { inner in
                         inner.addTask { await watcher.run() }
                         inner.addTask { await provisioner.run() }
@@ -114,7 +117,8 @@ struct AgentDaemon: Service {
                         inner.addTask {
                             // Used capacity has one source: the provisioner's admitted reservations.
                             await ReporterSetup.run(config: config, chain: chain, chainName: chainName, nodeID: record.nodeID,
-                                                    identity: identity, reservations: provisioner, logger: logger) { reporter in
+                                                    identity: identity, reservations: provisioner, network: provisioning.network,
+                                                    logger: logger) { reporter in
                                 await provisioner.onReservationsChanged { await reporter.reservationsChanged() }
                                 await provisioner.setAdmissionBlocker(OperationsSetup.admissionBlocker(reporter))
                                 await runtime?.updateSources { OperationsSetup.plugIn(reporter: reporter, into: &$0) }

@@ -16,6 +16,8 @@ enum ProvisionerSetup {
     struct Running: Sendable {
         let provisioner: Provisioner
         let api: TwinAPI
+        /// Container networks' traffic counters, for the reporter's NRU reports (nil: networking off).
+        let network: NodeNetwork?
         let host: String
         let port: Int
         let logger: Logger
@@ -62,7 +64,7 @@ enum ProvisionerSetup {
         }
         await provisioner.start()
         let api = TwinAPI(provisioner: provisioner, chain: chain, nodeKeys: identity.keyPair, logger: Logger(label: "provisioner.api"))
-        return Running(provisioner: provisioner, api: api, host: host, port: port, logger: logger)
+        return Running(provisioner: provisioner, api: api, network: network, host: host, port: port, logger: logger)
     }
 }
 

@@ -314,6 +314,10 @@ actor AgentRuntime {
             work.shardBytesStored = stats.namespaces.reduce(0) { $0 + $1.dataSize }
         }
         work.reports = await sources.reports?()
+        if let traffic = await sources.traffic?() {
+            work.traffic = StatusReport.Traffic(contracts: traffic.count, publicBytes: traffic.reduce(0) { $0 &+ $1.publicBytes },
+                                                privateBytes: traffic.reduce(0) { $0 &+ $1.privateBytes })
+        }
 
         var reasons = [String]()
         switch phase {

@@ -88,6 +88,8 @@ import FoundationNetworking
 
         func cleanUp() {
             kill9()
+            // Containers outlive their agent by design; a test's must not outlive the test.
+            GridHarness.removeContainers(stateDir: state)
             // Volume mounts must not outlive the test.
             for mount in mountedVolumes() {
                 let umount = Process()
@@ -100,7 +102,7 @@ import FoundationNetworking
         }
 
         func mountedVolumes() -> Set<String> {
-            guard let mounts = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return [] }
+            guard let mounts = KernelFile.read("/proc/self/mountinfo") else { return [] }
             return Set(mounts.split(separator: "\n").compactMap { line in
                 let fields = line.split(separator: " ")
                 guard fields.count > 4, fields[4].hasPrefix(state + "/volumes/") else { return nil }
@@ -161,7 +163,19 @@ import FoundationNetworking
 
         /// A new contract and its deployment sent to the node: the API's status and the deployment.
         func deploy(tag: Int) async throws -> (Int, Deployment) {
-            var d = Crash.deployment(twin: twin.id, version: 0, tag: tag)
+            try await deploy(Crash.deployment(twin: twin.id, version: 0, tag: tag))
+        }
+
+        /// A container (busybox, running `command`) with a volume, as a new contract (`tag` keeps
+        /// the deployment's hash, and so its contract, unique).
+        func deployContainer(tag: Int, image: (url: String, digest: String), command: String) async throws -> (Int, Deployment) {
+            var deployment = ContainerWorkloadTests.deployment(twin: twin.id, image: image, command: command)
+            deployment.description = "web \(tag)"
+            return try await deploy(deployment)
+        }
+
+        func deploy(_ deployment: Deployment) async throws -> (Int, Deployment) {
+            var d = deployment
             let created = try await ledger.submit(.createNodeContract(nodeID: nodeID, deploymentHash: DeploymentChallenge.hash(d), deploymentData: [],
                                                                       publicIPs: 0), signer: user.keyPair)
             guard case .contractCreated(let contract)? = created.events.first else { throw POSIXError(.EIO) }
@@ -169,6 +183,18 @@ import FoundationNetworking
             DeploymentChallenge.sign(&d, twinID: twin.id, keyPair: user.keyPair)
             let (status, _) = try await twin.call("POST", "/api/v1/deployments", body: Array(try JSONEncoder().encode(d)))
             return (status, d)
+        }
+
+        /// The PID of each container workload of these deployments, from the API's results.
+        func containerPIDs(_ ids: Set<UInt64>) async throws -> [UInt64: Int] {
+            var pids = [UInt64: Int]()
+            for id in ids {
+                let (status, data) = try await twin.call("GET", "/api/v1/deployments/\(id)")
+                guard status == 200 else { continue }
+                let deployment = try JSONDecoder().decode(Deployment.self, from: data)
+                pids[id] = deployment.workloads.first(where: { $0.type == WorkloadType.container.rawValue })?.result?.data?["pid"]?.uint64.map { Int($0) }
+            }
+            return pids
         }
 
         func allOK(_ ids: Set<UInt64>) async throws -> Bool {
@@ -374,7 +400,17 @@ import FoundationNetworking
             #expect(status == 202)
             accepted.insert(d.contractID)
         }
-        #expect(try await Scenario.eventually(60) { try await grid.allOK(accepted) })
+        // Two containers as well: the restart must leave their processes alone and adopt them again.
+        let image = try ContainerWorkloadTests.busyboxImage(in: node.dir)
+        var containers = Set<UInt64>()
+        for tag in 0..<2 {
+            let (status, d) = try await grid.deployContainer(tag: tag, image: image, command: "exec sleep 100000")
+            #expect(status == 202)
+            containers.insert(d.contractID)
+        }
+        #expect(try await Scenario.eventually(60) { try await grid.allOK(accepted.union(containers)) })
+        let pidsBefore = try await grid.containerPIDs(containers)
+        #expect(pidsBefore.count == 2 && pidsBefore.values.allSatisfy { kill(pid_t($0), 0) == 0 }, "\(pidsBefore)")
         // What the workloads hold before the restart: a file in each volume, each image's inode.
         var inodes = [String: UInt64]()
         for id in accepted {
@@ -405,12 +441,20 @@ import FoundationNetworking
         load.cancel()
         accepted.formUnion(await load.value)
 
-        // Down: the workloads are still there.
+        // Down: the workloads are still there, the containers' processes included.
         #expect(Set(accepted.map { "wl-\($0)-disk" }).isSubset(of: node.mountedVolumes()))
+        #expect(pidsBefore.values.allSatisfy { kill(pid_t($0), 0) == 0 }, "a container died with its agent")
 
         try node.start()
         #expect(try await Scenario.eventually(60) { try Self.status(node).0 == 0 }, "not Ready after restart: \(node.log().suffix(2000))")
-        #expect(try await Scenario.eventually(60) { try await grid.allOK(accepted) }, "accepted deployments not ok after restart")
+        let restored = try await Scenario.eventually(60) { try await grid.allOK(accepted.union(containers)) }
+        let (_, listing) = try await grid.twin.call("GET", "/api/v1/deployments")
+        let states = (try? JSONDecoder().decode([Deployment].self, from: listing))?.map { d in
+            "\(d.contractID): " + d.workloads.map { "\($0.name)=\($0.result?.state.rawValue ?? "none") \($0.result?.message ?? "")" }.joined(separator: ", ")
+        } ?? []
+        #expect(restored, "accepted deployments not ok after restart: \(states)\n\(node.log().suffix(3000))")
+        // Re-adopted, not restarted: the same processes.
+        #expect(try await grid.containerPIDs(containers) == pidsBefore)
         for (volume, inode) in inodes {
             var info = stat()
             #expect(stat(volume + ".img", &info) == 0 && UInt64(info.st_ino) == inode, "\(volume) was recreated")
@@ -421,7 +465,8 @@ import FoundationNetworking
         let events = try AdminJSON.decoder().decode([AgentEvent].self, from: Data(try node.cli(["events", "--json", "--limit", "1000"]).stdout.utf8))
         #expect(events.contains { $0.message.hasPrefix("stopping") })
         #expect(events.contains { $0.message.hasPrefix("stopped after") })
-        #expect(events.contains { $0.message.hasPrefix("ready: \(accepted.count) deployment(s) restored") }, "\(events.suffix(10).map(\.message))")
+        #expect(events.contains { $0.message.hasPrefix("ready: \(accepted.count + containers.count) deployment(s) restored") },
+                "\(events.suffix(10).map(\.message))")
         if let second = node.agent {
             kill(second.processIdentifier, SIGTERM)
             _ = try await Scenario.eventually(40) { !second.isRunning }

@@ -177,7 +177,7 @@ final class GridHarness: @unchecked Sendable {
     func cleanUp() {
         for node in nodes { kill9(node) }
         for node in nodes { Self.removeContainers(stateDir: node.state) }
-        if let mounts = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) {
+        if let mounts = KernelFile.read("/proc/self/mountinfo") {
             for line in mounts.split(separator: "\n") {
                 let fields = line.split(separator: " ")
                 if fields.count > 4, fields[4].hasPrefix(dir) { _ = try? Self.run("/usr/bin/umount", ["-l", String(fields[4])], allowFailure: true) }

@@ -71,7 +71,7 @@ import FoundationNetworking
         func cleanUp() {
             kill9()
             GridHarness.removeContainers(stateDir: state)
-            if let mounts = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) {
+            if let mounts = KernelFile.read("/proc/self/mountinfo") {
                 for line in mounts.split(separator: "\n") {
                     let fields = line.split(separator: " ")
                     if fields.count > 4, fields[4].hasPrefix(dir) {
@@ -87,7 +87,7 @@ import FoundationNetworking
         }
 
         func mountedVolumes() -> Set<String> {
-            guard let mounts = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return [] }
+            guard let mounts = KernelFile.read("/proc/self/mountinfo") else { return [] }
             return Set(mounts.split(separator: "\n").compactMap { line in
                 let fields = line.split(separator: " ")
                 guard fields.count > 4, fields[4].hasPrefix(state + "/volumes/") else { return nil }

@@ -112,7 +112,7 @@ import Testing
         let pressure = Mutex<String?>("MemoryPressure=True: 3% of memory available")
         await h.provisioner.setAdmissionBlocker { pressure.withLock { $0 } }
 
-        let fresh = try await h.contracted(ProvisionerHarness.deployment(workloads: [Workload(name: "v", data: .volume(DiskData(size: 1 << 20)))]))
+        let fresh = try await h.contracted(ProvisionerHarness.deployment(workloads: [Workload(name: "v", data: .volume(DiskData(size: 16 << 20)))]))
         let refusal = await error { try await h.provisioner.deploy(fresh, caller: h.ownerTwin) }
         #expect(refusal == .nodeUnderPressure("MemoryPressure=True: 3% of memory available") && refusal?.httpStatus == 503)
         #expect(refusal?.description.contains("running ones keep running") == true)

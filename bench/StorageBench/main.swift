@@ -24,6 +24,7 @@ import StorageClient
 
 struct Config: Sendable {
     var sizeMiB = 1024, k = 4, m = 2, blockMiB = 4, level: Int32 = 3, parallel = 4, rounds = 3, dataKind = "mixed"
+    var trace = false
     /// tmpfs when there is one: the figures are the client's, not the VM disk's writeback.
     var baseDir = FileManager.default.isWritableFile(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
 }
@@ -32,6 +33,7 @@ func parseArguments() -> Config {
     var c = Config()
     var args = CommandLine.arguments.dropFirst()
     while let flag = args.popFirst() {
+        if flag == "--trace" { c.trace = true; continue }
         let value = args.popFirst() ?? ""
         switch flag {
         case "--size-mib": c.sizeMiB = Int(value) ?? c.sizeMiB
@@ -49,6 +51,60 @@ func parseArguments() -> Config {
         }
     }
     return c
+}
+
+/// What the machine was doing during a phase: this process's CPU time (client, servers, stages:
+/// all in this process), every process's (from /proc/stat), and the load average at its end.
+struct Usage {
+    var processCPU = 0.0, machineBusy = 0.0, machineTotal = 0.0
+
+    static func sample() -> Usage {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let cpu = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+        // First line of /proc/stat: user nice system idle iowait irq softirq steal (in ticks).
+        let fields = ((try? String(contentsOfFile: "/proc/stat", encoding: .utf8)) ?? "").split(separator: "\n").first?
+            .split(separator: " ").dropFirst().compactMap { Double($0) } ?? []
+        let total = fields.prefix(8).reduce(0, +)
+        let idle = fields.count > 4 ? fields[3] + fields[4] : total
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        return Usage(processCPU: cpu, machineBusy: (total - idle) / ticks, machineTotal: total / ticks)
+    }
+
+    static func - (a: Usage, b: Usage) -> Usage {
+        Usage(processCPU: a.processCPU - b.processCPU, machineBusy: a.machineBusy - b.machineBusy, machineTotal: a.machineTotal - b.machineTotal)
+    }
+
+    static func loadAverage() -> String {
+        ((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)) ?? "?").split(separator: " ").prefix(3).joined(separator: " ")
+    }
+}
+
+/// A phase's wall time and what the machine did meanwhile.
+struct Phase {
+    var seconds = 0.0
+    var usage = Usage()
+    var load = ""
+
+    /// "cpu 1.85 of 2 cores (others 0.10), load 2.1": cores this process kept busy, cores other
+    /// processes took, one-minute load average at the end.
+    func describe(cores: Int) -> String {
+        let own = usage.processCPU / seconds
+        let all = usage.machineBusy / max(1e-9, usage.machineTotal) * Double(cores)
+        return String(format: "cpu %.2f of %d (others %.2f), load %@", own, cores, max(0, all - own), load)
+    }
+}
+
+/// Times `body` and samples the machine around it; with `--trace`, prints CLOCK_MONOTONIC marks
+/// (for `perf record -k CLOCK_MONOTONIC` and `perf report --time`).
+func phase<T>(_ name: String, trace: Bool, _ body: () async throws -> T) async rethrows -> (T, Phase) {
+    let before = Usage.sample()
+    let start = now()
+    if trace { print(String(format: "trace %@ start %.6f", name, start)) }
+    let value = try await body()
+    let end = now()
+    if trace { print(String(format: "trace %@ end %.6f", name, end)) }
+    return (value, Phase(seconds: end - start, usage: Usage.sample() - before, load: Usage.loadAverage()))
 }
 
 func now() -> Double {
@@ -258,6 +314,8 @@ func run(_ config: Config) async throws {
     struct PipelineTimes {
         var put = 0.0, get = 0.0, degraded = 0.0
         var same = false
+        var phases: [(String, Phase)] = []
+        var decodedBlocks = 0, degradedDecodedBlocks = 0
     }
     var logger = Logger(label: "bench")
     logger.logLevel = .error
@@ -281,27 +339,38 @@ func run(_ config: Config) async throws {
         let client = StorageClient(key: TwinStorageKey(keyPair: try Ed25519KeyPair.generate()),
                                    localStore: LocalFileStore(directory: dir + "/files"), parallelBlocks: parallel)
         let options = StorageOptions(k: k, m: m, blockSize: blockSize, zstdLevel: Int(level), parallelBlocks: parallel)
-        let put = try await client.put(path: inputPath, placement: endpoints, options: options)
+        let trace = config.trace
+        let (put, putPhase) = try await phase("put", trace: trace) { try await client.put(path: inputPath, placement: endpoints, options: options) }
         let output = dir + "/output.bin"
         // Let the servers finish what a burst of writes leaves them (index snapshots, page cache
         // work) first: a get usually comes long after the put.
         try await Task.sleep(for: .seconds(settleSeconds))
-        let get = try await client.get(fileID: put.fileID, to: output)
+        let (get, getPhase) = try await phase("get", trace: trace) { try await client.get(fileID: put.fileID, to: output) }
         let same = FileManager.default.contentsEqual(atPath: inputPath, andPath: output)
         try? FileManager.default.removeItem(atPath: output)
         for i in lost { try await servers[i].stop() }
-        let degraded = try await client.get(fileID: put.fileID, to: output)
+        let (degraded, degradedPhase) = try await phase("degraded", trace: trace) { try await client.get(fileID: put.fileID, to: output) }
         try? FileManager.default.removeItem(atPath: output)
         for (i, server) in servers.enumerated() where !lost.contains(i) { try await server.stop() }
         try? FileManager.default.removeItem(atPath: dir + "/round-\(round)")
-        return PipelineTimes(put: put.seconds, get: get.seconds, degraded: degraded.seconds, same: same)
+        return PipelineTimes(put: put.seconds, get: get.seconds, degraded: degraded.seconds, same: same,
+                             phases: [("put", putPhase), ("get", getPhase), ("get, \(lost.count) down", degradedPhase)],
+                             decodedBlocks: get.decodedBlocks, degradedDecodedBlocks: degraded.decodedBlocks)
     }
 
     var stageRounds: [StageTimes] = []
     var pipelineRounds: [PipelineTimes] = []
+    var stagePhases: [Phase] = []
+    let cores = ProcessInfo.processInfo.activeProcessorCount
     for round in 0..<config.rounds {
-        stageRounds.append(measureStages())
-        pipelineRounds.append(try await measurePipeline(round: round))
+        let (stages, stagePhase) = await phase("stages", trace: config.trace) { measureStages() }
+        stageRounds.append(stages)
+        stagePhases.append(stagePhase)
+        let pipeline = try await measurePipeline(round: round)
+        pipelineRounds.append(pipeline)
+        print("round \(round + 1): stages \(stagePhase.describe(cores: cores)); "
+              + pipeline.phases.map { "\($0.0) \($0.1.describe(cores: cores))" }.joined(separator: "; ")
+              + "; blocks decoded: get \(pipeline.decodedBlocks), degraded \(pipeline.degradedDecodedBlocks)")
     }
 
     // MARK: - Report

@@ -469,7 +469,7 @@ func run(_ config: Config) async throws {
     /// for it (the target is against the slowest), `runs` those it actually runs on every block.
     struct Comparison {
         var rates: [Double] = [], slowest: [Double] = [], ratios: [Double] = []
-        var backToBack: [Double] = [], cpuRatios: [Double] = []
+        var backToBack: [Double] = [], cpuRatios: [Double] = [], slowestCPURatios: [Double] = []
     }
     func compare(_ seconds: (PipelineTimes) -> Double, _ phase: Int, anchor: [(StageTimes) -> Timing],
                  runs: [(StageTimes) -> Timing]) -> Comparison {
@@ -477,6 +477,8 @@ func run(_ config: Config) async throws {
         for (stages, pipeline) in zip(stageRounds, pipelineRounds) {
             let r = rate(file, seconds(pipeline))
             let slow = anchor.map { rate(file, $0(stages).seconds) }.min() ?? 0
+            let slowCPU = anchor.map { $0(stages).cpu }.max() ?? 0
+            c.slowestCPURatios.append(slowCPU / pipeline.phases[phase].1.usage.processCPU)
             c.rates.append(r)
             c.slowest.append(slow)
             c.ratios.append(r / slow)
@@ -505,18 +507,20 @@ func run(_ config: Config) async throws {
     line("get (\(lost.count) nodes down, decoding)", degraded, target: nil)
     print("")
     print("the same runs against the stages each one runs, back to back (medians)")
-    print("pipeline                              stages                       back to back MB/s   ratio   stages' CPU / pipeline's CPU")
+    print("pipeline                              stages                       back to back MB/s   ratio   CPU: stages / pipeline   slowest / pipeline")
     func bound(_ name: String, _ stages: String, _ c: Comparison) {
         print(name.padding(toLength: 38, withPad: " ", startingAt: 0) + stages.padding(toLength: 29, withPad: " ", startingAt: 0)
-              + String(format: "%17.0f   %5.2f   %28.2f", median(c.backToBack), median(zip(c.rates, c.backToBack).map { $0 / $1 }), median(c.cpuRatios)))
+              + String(format: "%17.0f   %5.2f   %22.2f   %18.2f", median(c.backToBack), median(zip(c.rates, c.backToBack).map { $0 / $1 }),
+                       median(c.cpuRatios), median(c.slowestCPURatios)))
     }
     bound("put", "read+zstd+seal+encode+BLAKE2b", put)
     bound("get (all nodes up)", "open+decompress+write", get)
     bound("get (\(lost.count) nodes down, decoding)", "open+decompress+decode+write", degraded)
     print("(back to back: the stages one after another with the same blocks in flight, all that a pipeline must compute")
     print(" besides the network and the shard servers; on \(cores) shared cores the stages cannot each have cores of their own,")
-    print(" so this, not the slowest stage, is the ceiling here. CPU ratio: the stages' CPU time over the pipeline's (client")
-    print(" and the \(k + m) servers, all in this process): what the pipeline spends beyond them, unaffected by others' load.)")
+    print(" so this, not the slowest stage, is the ceiling here. CPU: the stages' CPU time over the pipeline's (client and")
+    print(" the \(k + m) servers, all in this process), and the slowest stage's over the pipeline's: the wall ratios as they")
+    print(" would be if both had the cores to themselves, much less moved by what other processes take.)")
     let same = pipelineRounds.allSatisfy(\.same)
     print("round trip identical: \(same ? "yes" : "NO")")
     if !same { exit(1) }

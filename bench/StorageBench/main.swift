@@ -445,14 +445,14 @@ func run(_ config: Config) async throws {
         return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
     }
     let file = size
-    print(String(format: "input compressed to %.1f%% by zstd; %.0f MB of shards", Double(compressedBytes) * 100 / Double(size), Double(shardBytes) / 1e6))
+    print(String(format: "input compressed to %.1f%% by zstd, %.0f MB of shards", Double(compressedBytes) * 100 / Double(size), Double(shardBytes) / 1e6))
     print("")
     print("stage (alone, same data, \(parallel) in flight)      file MB/s per round      median   CPU s/GiB   own-input MB/s")
     func stage(_ name: String, _ timing: (StageTimes) -> Timing, own: Int) {
         let rates = stageRounds.map { rate(file, timing($0).seconds) }
         let cpu = median(stageRounds.map { timing($0).cpu }) * Double(1 << 30) / Double(file)
         print(name.padding(toLength: 46, withPad: " ", startingAt: 0)
-              + rates.map { String(format: "%6.0f", $0) }.joined().padding(toLength: 22, withPad: " ", startingAt: 0)
+              + rates.map { String(format: "%6.0f", $0) }.joined().padding(toLength: max(22, 6 * config.rounds + 2), withPad: " ", startingAt: 0)
               + String(format: "%8.0f   %9.2f   %14.0f", median(rates), cpu, rate(own, median(stageRounds.map { timing($0).seconds }))))
     }
     stage("zstd compress (level \(level))", \.zstd, own: size)
@@ -497,9 +497,9 @@ func run(_ config: Config) async throws {
     func line(_ name: String, _ c: Comparison, target: Double?) {
         let verdict = target.map { median(c.ratios) >= $0 ? String(format: ">= %.2f met", $0) : String(format: ">= %.2f NOT met", $0) } ?? ""
         print(name.padding(toLength: 38, withPad: " ", startingAt: 0)
-              + c.rates.map { String(format: "%6.0f", $0) }.joined().padding(toLength: 22, withPad: " ", startingAt: 0)
+              + c.rates.map { String(format: "%6.0f", $0) }.joined().padding(toLength: max(22, 6 * config.rounds + 2), withPad: " ", startingAt: 0)
               + String(format: "%6.0f   %13.0f   ", median(c.rates), median(c.slowest))
-              + c.ratios.map { String(format: "%5.2f", $0) }.joined(separator: " ").padding(toLength: 20, withPad: " ", startingAt: 0)
+              + c.ratios.map { String(format: "%5.2f", $0) }.joined(separator: " ").padding(toLength: max(20, 6 * config.rounds + 2), withPad: " ", startingAt: 0)
               + String(format: "%6.2f   ", median(c.ratios)) + verdict)
     }
     line("put", put, target: 0.7)
@@ -517,7 +517,7 @@ func run(_ config: Config) async throws {
     bound("get (all nodes up)", "open+decompress+write", get)
     bound("get (\(lost.count) nodes down, decoding)", "open+decompress+decode+write", degraded)
     print("(back to back: the stages one after another with the same blocks in flight, all that a pipeline must compute")
-    print(" besides the network and the shard servers; on \(cores) shared cores the stages cannot each have cores of their own,")
+    print(" besides the network and the shard servers. On \(cores) shared cores the stages cannot each have cores of their own,")
     print(" so this, not the slowest stage, is the ceiling here. CPU: the stages' CPU time over the pipeline's (client and")
     print(" the \(k + m) servers, all in this process), and the slowest stage's over the pipeline's: the wall ratios as they")
     print(" would be if both had the cores to themselves, much less moved by what other processes take.)")

@@ -18,6 +18,7 @@
 #include <sys/timex.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #ifndef SYS_openat2
@@ -34,6 +35,10 @@ static inline int neg_errno(long rc) { return rc < 0 ? -errno : (int)rc; }
 
 int nshim_unshare(int flags) { return neg_errno(unshare(flags)); }
 int nshim_setns(int fd, int nstype) { return neg_errno(setns(fd, nstype)); }
+long nshim_getxattr(const char *path, const char *name, void *value, size_t size) {
+    ssize_t n = getxattr(path, name, value, size);
+    return n < 0 ? -errno : (long)n;
+}
 int nshim_pivot_root(const char *new_root, const char *put_old) {
     return neg_errno(syscall(SYS_pivot_root, new_root, put_old));
 }

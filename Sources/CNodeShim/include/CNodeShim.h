@@ -31,6 +31,8 @@
 
 int nshim_unshare(int flags);
 int nshim_setns(int fd, int nstype);
+/// getxattr(2): the value's length, or -errno.
+long nshim_getxattr(const char *path, const char *name, void *value, size_t size);
 int nshim_pivot_root(const char *new_root, const char *put_old);
 int nshim_prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5);
 int nshim_setresuid(uid_t ruid, uid_t euid, uid_t suid);

@@ -1,5 +1,6 @@
 import CNodeShim
 import Foundation
+import GridTypes
 
 /// Usage read from a container's cgroup.
 public struct CgroupStats: Codable, Equatable, Sendable {
@@ -79,9 +80,9 @@ enum CgroupFiles {
         guard n == bytes.count else { throw .cgroup(path: path, operation: "write '\(value)'", errno: errno) }
     }
 
+    /// Read to the end: cgroup.procs of a busy cgroup is longer than the page a single read returns.
     static func get(_ path: String) -> String? {
-        guard let data = FileManager.default.contents(atPath: path) else { return nil }
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        KernelFile.read(path)?.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     static func number(_ path: String) -> UInt64? { get(path).flatMap { UInt64($0) } }

@@ -48,7 +48,7 @@ enum ProvisionerSetup {
             managers.append(ZdbManager(service: ShardNamespaces(server: shardServer, host: shardHost, port: shardServer.port ?? shardPort)))
         }
         let network = try await startNetwork(config: config, logger: logger)
-        managers.append(contentsOf: try containerManagers(stateDir: stateDir, network: network))
+        managers.append(contentsOf: try containerManagers(stateDir: stateDir, network: network, logger: logger))
         var reserved = Set<UInt16>([UInt16(clamping: port)])
         if let (_, shardPort) = ShardServerCommand.parseListen(config.shardServer.listen) { reserved.insert(UInt16(clamping: shardPort)) }
         let policy = NetworkPolicy(minPublicPort: UInt16(clamping: config.network.minPublicPort), maxInterfaces: config.network.maxInterfaces,
@@ -87,7 +87,7 @@ extension ProvisionerSetup {
     /// Container workloads: images in `<state_dir>/images`, bundles in `<state_dir>/containers`,
     /// runtime state in `<state_dir>/runtime` (it must survive reboots' /run wipe only as far as the
     /// reconciler needs: a missing record is a container to start again).
-    static func containerManagers(stateDir: String, network: NodeNetwork? = nil) throws -> [any WorkloadManager] {
+    static func containerManagers(stateDir: String, network: NodeNetwork? = nil, logger: Logger) throws -> [any WorkloadManager] {
         // A container's root is bound by its init inside the user namespace, as the unprivileged
         // uid the container's root maps to: every directory on the way must be searchable (not
         // readable) by others. Secrets in the state directory are 0600 files, so 0711 lists nothing.
@@ -97,8 +97,22 @@ extension ProvisionerSetup {
             if stat(path, &info) == 0, info.st_mode & 0o111 != 0o111 { chmod(path, (info.st_mode & 0o777) | 0o711) }
         }
         let images = try ImageStore(root: stateDir + "/images")
-        let runtime = OCIRuntime(stateRoot: stateDir + "/runtime", cgroupParent: "node-agent")
+        let runtime = OCIRuntime(stateRoot: stateDir + "/runtime", cgroupParent: containerCgroupParent(logger: logger))
         return [ContainerManager(service: RuntimeContainers(runtime: runtime, images: images, bundles: stateDir + "/containers"),
                                  networking: network.map { NetworkAttachments(network: $0) })]
+    }
+
+    /// Below the unit's own cgroup when systemd delegated it (Delegate=yes, cgroup v2), else the
+    /// top-level `node-agent`. Containers made before keep the cgroup on their record.
+    static func containerCgroupParent(logger: Logger) -> String {
+        do {
+            if let delegated = try DelegatedCgroup.prepare() {
+                logger.info("containers go below the agent's delegated cgroup", metadata: ["cgroup": .string(delegated)])
+                return delegated
+            }
+        } catch {
+            logger.warning("cannot use the unit's delegated cgroup; containers go to /node-agent", metadata: ["error": "\(error)"])
+        }
+        return "node-agent"
     }
 }

@@ -23,8 +23,10 @@ enum SystemdUnit {
         WatchdogSec=60
         # SIGTERM: intake stops, in-flight work finishes (the agent gives itself 25 s), state is flushed.
         TimeoutStopSec=30
-        # Containers live in cgroups the agent creates below its own. When only the agent stops, its
-        # workloads keep running (KillMode=process: only the agent gets the signal) and are re-adopted at
+        # Containers live in cgroups the agent creates below its own (cgroup v2: the agent moves itself to
+        # <unit>/agent and puts containers in <unit>/containers/<id>; on cgroup v1 hosts they stay in
+        # /node-agent/<id>). When only the agent stops, its workloads keep running (KillMode=process: only
+        # the agent gets the signal; systemd notes the processes left in the unit) and are re-adopted at
         # the next start.
         Delegate=yes
         KillMode=process

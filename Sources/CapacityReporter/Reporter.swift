@@ -42,6 +42,8 @@ public actor Reporter {
     var lastDeliveredBlock: UInt64 = 0
     var lastSendError: String?
     private var wakeUp: CheckedContinuation<Void, Never>?
+    private var sending = false
+    private var sendWaiters: [CheckedContinuation<Void, Never>] = []
     private var kicked = false
 
     public enum Keys {
@@ -397,7 +399,19 @@ public actor Reporter {
     }
 
     /// One step of delivery for the first open report.
+    /// One report at a time: the run loop and a graceful drain may both send, and two sends
+    /// interleaving at their awaits would hand the same report to the chain twice.
     func sendNext() async -> Step {
+        while sending { await withCheckedContinuation { sendWaiters.append($0) } }
+        sending = true
+        defer {
+            sending = false
+            if !sendWaiters.isEmpty { sendWaiters.removeFirst().resume() }
+        }
+        return await sendOne()
+    }
+
+    private func sendOne() async -> Step {
         let next: OutboxEntry?
         do { next = try store.nextOpen() } catch {
             await outboxUnwritable(error)

@@ -41,6 +41,30 @@ import Testing
         return SignedReportLog.verify(Array(text.utf8), nodeKey: world.node.publicKey)
     }
 
+    /// A graceful drain runs while the run loop still sends: each report reaches the chain once.
+    @Test func concurrentSendersHandEachReportToTheChainOnce() async throws {
+        let world = try await LedgerWorld(contracts: 1)
+        let chain = FlakyChain(world.ledger)
+        let store = try openStore(world)
+        let reporter = reporter(world, chain, store: store)
+        chain.mode = .down
+        for _ in 0..<4 { await reporter.reportUptime() }
+        chain.mode = .up
+        let running = Task { await reporter.run() }
+        async let first = drained(reporter)
+        async let second = drained(reporter)
+        let (a, b) = await (first, second)
+        running.cancel()
+        await running.value
+        #expect(a && b)
+        let entries = try store.entries()
+        let delivered = entries.filter { $0.status == .delivered }
+        #expect(delivered.count >= 4)
+        #expect(chain.submitCount == delivered.count, "\(chain.submitCount) submissions for \(delivered.count) delivered reports")
+        #expect(try await world.reportEvents() == expectedEvents(entries, nodeID: world.nodeID))
+        await world.stop()
+    }
+
     @Test func aChainOutageOfSeveralReportPeriodsIsDeliveredInOrderAfterwards() async throws {
         let world = try await LedgerWorld(contracts: 2)
         let chain = FlakyChain(world.ledger)

@@ -17,6 +17,7 @@ let package = Package(
         .executable(name: "storage-bench", targets: ["StorageBench"]),
         .executable(name: "capacity-bench", targets: ["CapacityBench"]),
         .executable(name: "status-bench", targets: ["StatusBench"]),
+        .executable(name: "network-bench", targets: ["NetworkBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -80,8 +81,10 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Container networks: bridges, veths, namespaces and nftables rules (iproute2 and nftables).
+        .target(name: "WorkloadNetwork", dependencies: ["GridTypes"]),
         // The provisioner's workload managers on this node's real runtime and shard server.
-        .target(name: "WorkloadBackends", dependencies: ["Provisioner", "ContainerRuntime", "ShardServer", "GridTypes"]),
+        .target(name: "WorkloadBackends", dependencies: ["Provisioner", "ContainerRuntime", "ShardServer", "GridTypes", "WorkloadNetwork"]),
         // The twin's side of storage: files as compressed, encrypted, erasure-coded shards on 0-db namespaces.
         .target(
             name: "StorageClient",
@@ -102,7 +105,7 @@ let package = Package(
             name: "NodeAgent",
             dependencies: [
                 "GridTypes", "ChainClient", "Provisioner", "ContainerRuntime", "ShardServer", "CapacityReporter", "WorkloadBackends",
-                "CNodeShim", "CSodium", "CSeccomp", "CCap", "CZstd",
+                "WorkloadNetwork", "CNodeShim", "CSodium", "CSeccomp", "CCap", "CZstd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -130,6 +133,7 @@ let package = Package(
             "ChainClient", "Provisioner", "ShardServer", "ContainerRuntime", "WorkloadBackends", "GridTypes",
             .product(name: "Logging", package: "swift-log"),
         ], path: "bench/ProvisionerBench"),
+        .executableTarget(name: "NetworkBench", dependencies: ["WorkloadNetwork", "GridTypes"], path: "bench/NetworkBench"),
         .executableTarget(name: "ImageBench", dependencies: ["ContainerRuntime", "GridTypes"], path: "bench/ImageBench"),
         .executableTarget(name: "CapacityBench", dependencies: ["CapacityReporter"], path: "bench/CapacityBench"),
         .executableTarget(name: "StatusBench", dependencies: ["ChainClient", "GridTypes"], path: "bench/StatusBench"),
@@ -141,6 +145,7 @@ let package = Package(
 
         .testTarget(name: "GridTypesTests", dependencies: ["GridTypes", "CSodium"]),
         .testTarget(name: "NodeShimTests", dependencies: ["CNodeShim"]),
+        .testTarget(name: "WorkloadNetworkTests", dependencies: ["WorkloadNetwork", "GridTypes"]),
         .testTarget(name: "ContainerRuntimeTests", dependencies: ["ContainerRuntime", "CArchive", "CNodeShim", "GridTypes"]),
         .testTarget(name: "ChainClientTests", dependencies: ["ChainClient", "GridTypes"],
                     exclude: ["tfchain_double", "Fixtures"]),
@@ -150,7 +155,8 @@ let package = Package(
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
         ], exclude: ["Fixtures"]),
-        .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "GridTypes", "ChainClient", "Provisioner", "CapacityReporter", "TOMLKit"]),
+        .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "GridTypes", "ChainClient", "Provisioner", "CapacityReporter", "TOMLKit",
+                                                   .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         .testTarget(name: "CapacityReporterTests", dependencies: ["CapacityReporter", "ChainClient", "GridTypes"],
                     exclude: ["Fixtures"]),
         .testTarget(

@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages the agent builds and runs with. Idempotent and non-interactive.
 set -euo pipefail
 # systemd: its systemd-analyze verifies the unit file in the tests.
-packages=(pkg-config libsodium-dev libseccomp-dev libcap-dev libzstd-dev libarchive-dev libsqlite3-dev libxxhash-dev libisal-dev redis-tools redis-server python3-redis python3-pip busybox-static runc systemd)
+packages=(pkg-config libsodium-dev libseccomp-dev libcap-dev libzstd-dev libarchive-dev libsqlite3-dev libxxhash-dev libisal-dev redis-tools redis-server python3-redis python3-pip busybox-static runc systemd iproute2 nftables iperf3 python3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

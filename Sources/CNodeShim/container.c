@@ -11,6 +11,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>  // renameat only
+#include <stdlib.h>  // abort only
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -549,7 +550,8 @@ __attribute__((noreturn)) static void init_loop(const struct nshim_container_con
     _exit(code);
 }
 
-__attribute__((noreturn)) static void container_child(const struct nshim_container_config *c, int sync_fd, int status_fd) {
+__attribute__((noreturn)) static void container_child(const struct nshim_container_config *c, int sync_fd, int status_fd,
+                                                      unsigned long joined_before_clone) {
     status_fd_global = status_fd;
     // First of all, drop every descriptor of the runtime's process we do not need: the clone
     // inherited them all (databases, sockets, flock'd lock files) and would hold them while it
@@ -575,7 +577,7 @@ __attribute__((noreturn)) static void container_child(const struct nshim_contain
     prctl(PR_SET_NAME, (unsigned long)"container-init", 0, 0, 0);
 
     for (int i = 0; i < c->join_count; i++) {
-        if (setns(c->join_fds[i], c->join_types[i]) < 0) fail("join namespace", NULL);
+        if (!(joined_before_clone & (1UL << i)) && setns(c->join_fds[i], c->join_types[i]) < 0) fail("join namespace", NULL);
         close(c->join_fds[i]);
     }
     if (c->become_root) {
@@ -686,6 +688,25 @@ int nshim_container_spawn(const struct nshim_container_config *c, uint64_t clone
         close(sync_pipe[1]);
         return -err;
     }
+    // A network namespace made by the host (the agent's container networks) belongs to the initial
+    // user namespace: a child already inside its new user namespace may not join it. So this
+    // thread joins it for the clone (network namespaces are per thread, allowed in a multithreaded
+    // process) and the child inherits it; the thread goes back to its own right after.
+    unsigned long joined_before_clone = 0;
+    int own_netns = -1;
+    if (clone_flags & CLONE_NEWUSER) {
+        for (int i = 0; i < c->join_count && i < (int)(8 * sizeof joined_before_clone); i++) {
+            if (c->join_types[i] != CLONE_NEWNET) continue;
+            if (own_netns < 0) own_netns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+            if (own_netns < 0 || setns(c->join_fds[i], CLONE_NEWNET) < 0) {
+                int err = errno;
+                if (own_netns >= 0) close(own_netns);
+                close(sync_pipe[0]); close(sync_pipe[1]); close(status_pipe[0]); close(status_pipe[1]);
+                return -err;
+            }
+            joined_before_clone |= 1UL << i;
+        }
+    }
     struct clone_args_v2 args;
     memset(&args, 0, sizeof args);
     args.flags = clone_flags;
@@ -698,15 +719,22 @@ int nshim_container_spawn(const struct nshim_container_config *c, uint64_t clone
     if (pid < 0 && errno == ENOSYS && cgroup_fd < 0) {
         pid = syscall(SYS_clone, (unsigned long)(clone_flags | SIGCHLD), NULL, NULL, NULL, NULL);
     }
+    int clone_errno = errno;
+    if (pid != 0 && own_netns >= 0) {
+        // A runtime thread left in a container's network namespace would put the agent's later
+        // sockets there: stop rather than go on wrong.
+        if (setns(own_netns, CLONE_NEWNET) < 0) abort();
+        close(own_netns);
+    }
     if (pid < 0) {
-        int err = errno;
         close(sync_pipe[0]); close(sync_pipe[1]); close(status_pipe[0]); close(status_pipe[1]);
-        return -err;
+        return -clone_errno;
     }
     if (pid == 0) {
+        if (own_netns >= 0) close(own_netns);
         close(sync_pipe[1]);
         close(status_pipe[0]);
-        container_child(c, sync_pipe[0], status_pipe[1]);
+        container_child(c, sync_pipe[0], status_pipe[1], joined_before_clone);
     }
     close(sync_pipe[0]);
     close(status_pipe[1]);

@@ -41,7 +41,7 @@ struct ContractCommand: AsyncParsableCommand {
             let inclusion = try await ledger.submit(.createNodeContract(nodeID: node, deploymentHash: hash, deploymentData: bytes,
                                                                         publicIPs: publicIps), signer: identity.keyPair)
             guard case .contractCreated(let contract)? = inclusion.events.first else {
-                throw ValidationError("the ledger included the call but reported no ContractCreated event")
+                throw GridTwinFailure("the ledger included the call but reported no ContractCreated event")
             }
             try chain.emit(contract) { "created " + ContractCommand.describe(contract) + " in block \(inclusion.blockNumber)" }
         }
@@ -62,7 +62,7 @@ struct ContractCommand: AsyncParsableCommand {
             let inclusion = try await ledger.submit(.updateNodeContract(contractID: id, deploymentHash: hash, deploymentData: bytes),
                                                     signer: identity.keyPair)
             guard case .contractUpdated(let contract)? = inclusion.events.first else {
-                throw ValidationError("the ledger included the call but reported no ContractUpdated event")
+                throw GridTwinFailure("the ledger included the call but reported no ContractUpdated event")
             }
             try chain.emit(contract) { "updated " + ContractCommand.describe(contract) }
         }

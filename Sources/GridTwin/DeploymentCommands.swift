@@ -15,12 +15,12 @@ struct DeploymentCommand: AsyncParsableCommand {
         subcommands: [Hash.self, Create.self, Sign.self, Send.self, Get.self, List.self, Changes.self])
 
     static func load(_ path: String) throws -> Deployment {
-        guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read deployment file \(path)") }
+        guard let data = FileManager.default.contents(atPath: path) else { throw GridTwinFailure("cannot read deployment file \(path)") }
         guard data.count <= Deployment.Limits.maxBodyBytes else {
-            throw ValidationError("\(path) is \(data.count) bytes; a deployment is at most \(Deployment.Limits.maxBodyBytes)")
+            throw GridTwinFailure("\(path) is \(data.count) bytes; a deployment is at most \(Deployment.Limits.maxBodyBytes)")
         }
         do { return try JSONDecoder().decode(Deployment.self, from: data) } catch {
-            throw ValidationError("\(path) is not a valid deployment: \(error)")
+            throw GridTwinFailure("\(path) is not a valid deployment: \(error)")
         }
     }
 
@@ -30,7 +30,7 @@ struct DeploymentCommand: AsyncParsableCommand {
         let data = try encoder.encode(deployment)
         let temporary = path + ".tmp"
         guard FileManager.default.createFile(atPath: temporary, contents: data, attributes: [.posixPermissions: 0o600]),
-              rename(temporary, path) == 0 else { throw ValidationError("cannot write \(path)") }
+              rename(temporary, path) == 0 else { throw GridTwinFailure("cannot write \(path)") }
     }
 
     /// Fills in the caller's twin: in twin_id, and in signature requests left at twin 0 (or, with
@@ -56,7 +56,7 @@ struct DeploymentCommand: AsyncParsableCommand {
         let inclusion = try await ledger.submit(.createNodeContract(nodeID: node, deploymentHash: DeploymentChallenge.hash(deployment),
                                                                     deploymentData: [], publicIPs: 0), signer: identity.keyPair)
         guard case .contractCreated(let contract)? = inclusion.events.first else {
-            throw ValidationError("the ledger included the call but reported no ContractCreated event")
+            throw GridTwinFailure("the ledger included the call but reported no ContractCreated event")
         }
         deployment.contractID = contract.id
         DeploymentChallenge.sign(&deployment, twinID: deployment.twinID, keyPair: identity.keyPair)
@@ -64,7 +64,7 @@ struct DeploymentCommand: AsyncParsableCommand {
     }
 
     static func validate(_ deployment: Deployment) throws {
-        do { try DeploymentRules.validate(deployment) } catch { throw ValidationError("\(error)") }
+        do { try DeploymentRules.validate(deployment) } catch { throw GridTwinFailure("\(error)") }
     }
 
     struct Hash: AsyncParsableCommand {
@@ -118,7 +118,7 @@ struct DeploymentCommand: AsyncParsableCommand {
             var deployment = try DeploymentCommand.load(file)
             let twin = try await chain.twinID(ledger, identity)
             guard deployment.signatureRequirement.requests.contains(where: { $0.twinID == twin }) else {
-                throw ValidationError("twin \(twin) is not one of this deployment's signature requests")
+                throw GridTwinFailure("twin \(twin) is not one of this deployment's signature requests")
             }
             DeploymentChallenge.sign(&deployment, twinID: twin, keyPair: identity.keyPair)
             try DeploymentCommand.save(deployment, to: out ?? file)
@@ -256,7 +256,7 @@ struct NodeAPIOptions: ParsableArguments {
         if !body.isEmpty { request.httpBody = Data(body) }
         let (data, response): (Data, URLResponse)
         do { (data, response) = try await URLSession.shared.data(for: request) } catch {
-            throw ValidationError("cannot reach the node's API at \(api): \(error.localizedDescription); is the agent running, and is provisioner.api_listen reachable?")
+            throw GridTwinFailure("cannot reach the node's API at \(api): \(error.localizedDescription); is the agent running, and is provisioner.api_listen reachable?")
         }
         let status = (response as? HTTPURLResponse)?.statusCode ?? 0
         guard (200..<300).contains(status) else {
@@ -271,9 +271,9 @@ struct NodeAPIOptions: ParsableArguments {
         var contentType = "application/json"
         if !noSeal {
             let contract = try await ledger.contract(id: deployment.contractID)
-            guard let contract else { throw ValidationError("contract \(deployment.contractID) is not on the chain") }
+            guard let contract else { throw GridTwinFailure("contract \(deployment.contractID) is not on the chain") }
             guard let node = try await ledger.node(id: contract.node.nodeID), let nodeTwin = try await ledger.twin(id: node.twinID) else {
-                throw ValidationError("node \(contract.node.nodeID) or its twin is not on the chain, so its key for sealing is unknown")
+                throw GridTwinFailure("node \(contract.node.nodeID) or its twin is not on the chain, so its key for sealing is unknown")
             }
             body = try SealedBox.seal(body, to: nodeTwin.publicKey)
             contentType = SealedBox.contentType
@@ -297,10 +297,10 @@ struct NodeAPIOptions: ParsableArguments {
                 return
             }
             if let failed = current.workloads.first(where: { $0.result?.state == .error }) {
-                throw ValidationError("workload \(failed.name) failed on the node: \(failed.result?.message ?? "")")
+                throw GridTwinFailure("workload \(failed.name) failed on the node: \(failed.result?.message ?? "")")
             }
             guard Date().timeIntervalSince(started) < Double(wait) else {
-                throw ValidationError("workloads not ready after \(wait) s: \(line); see `grid-twin deployment get \(deployment.contractID)`")
+                throw GridTwinFailure("workloads not ready after \(wait) s: \(line); see `grid-twin deployment get \(deployment.contractID)`")
             }
             try await Task.sleep(for: .milliseconds(200))
         }

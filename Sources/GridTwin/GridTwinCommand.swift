@@ -30,21 +30,21 @@ struct ChainOptions: ParsableArguments {
     /// Opens an existing ledger; never creates one by accident.
     func openLedger() throws -> LocalLedger {
         guard FileManager.default.fileExists(atPath: ledger) else {
-            throw ValidationError("no ledger at \(ledger); start a node-agent with chain.backend = \"local\" (it creates the file) or pass --ledger")
+            throw GridTwinFailure("no ledger at \(ledger); start a node-agent with chain.backend = \"local\" (it creates the file) or pass --ledger")
         }
         return try LocalLedger(path: ledger)
     }
 
     func loadKey() throws -> NodeIdentity {
         do { return try NodeIdentity.load(from: key) } catch GridTypesError.keyFileMissing {
-            throw ValidationError("no twin key at \(key); create one with `grid-twin twin create` or pass --key")
+            throw GridTwinFailure("no twin key at \(key); create one with `grid-twin twin create` or pass --key")
         }
     }
 
     /// The caller's twin id, or a clear error when the key has no twin yet.
     func twinID(_ ledger: LocalLedger, _ identity: NodeIdentity) async throws -> UInt32 {
         guard let id = try await ledger.twinID(account: identity.publicKey) else {
-            throw ValidationError("the key \(key) has no twin on this ledger; run `grid-twin twin create`")
+            throw GridTwinFailure("the key \(key) has no twin on this ledger; run `grid-twin twin create`")
         }
         return id
     }

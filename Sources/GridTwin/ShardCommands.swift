@@ -209,7 +209,7 @@ struct ShardOptions: ParsableArguments {
     func client() throws -> StorageClient {
         let identity: NodeIdentity
         do { identity = try NodeIdentity.load(from: key) } catch GridTypesError.keyFileMissing {
-            throw ValidationError("no twin key at \(key); create one with `grid-twin twin create` or pass --key")
+            throw GridTwinFailure("no twin key at \(key); create one with `grid-twin twin create` or pass --key")
         }
         return StorageClient(key: TwinStorageKey(keyPair: identity.keyPair), localStore: LocalFileStore(directory: metadataDir),
                              connection: connectionSettings)
@@ -249,13 +249,13 @@ struct PlacementOptions: ParsableArguments {
     /// The first line of a file that only its owner can read.
     static func readPassword(_ path: String) throws -> String {
         var info = stat()
-        guard stat(path, &info) == 0 else { throw ValidationError("cannot read password file \(path): \(String(cString: strerror(errno)))") }
-        guard info.st_mode & 0o077 == 0 else { throw ValidationError("password file \(path) is readable by others; run `chmod 600 \(path)`") }
+        guard stat(path, &info) == 0 else { throw GridTwinFailure("cannot read password file \(path): \(String(cString: strerror(errno)))") }
+        guard info.st_mode & 0o077 == 0 else { throw GridTwinFailure("password file \(path) is readable by others; run `chmod 600 \(path)`") }
         guard info.st_size <= 4096, let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw ValidationError("password file \(path) is not a small text file")
+            throw GridTwinFailure("password file \(path) is not a small text file")
         }
         let password = text.split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
-        guard !password.isEmpty else { throw ValidationError("password file \(path) is empty") }
+        guard !password.isEmpty else { throw GridTwinFailure("password file \(path) is empty") }
         return password
     }
 }

@@ -101,7 +101,7 @@ struct FarmCommand: AsyncParsableCommand {
             let identity = try chain.loadKey()
             let inclusion = try await ledger.submit(.createFarm(name: name), signer: identity.keyPair)
             guard case .farmStored(let id, _, _)? = inclusion.events.first else {
-                throw ValidationError("the ledger included create_farm but reported no FarmStored event")
+                throw GridTwinFailure("the ledger included create_farm but reported no FarmStored event")
             }
             try chain.emit(["farm_id": "\(id)", "name": name]) { "created farm \(id) (\(name)); set node.farm_id = \(id) in your nodes' config" }
         }

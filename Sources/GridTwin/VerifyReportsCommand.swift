@@ -26,9 +26,9 @@ struct VerifyReportsCommand: ParsableCommand {
             throw ValidationError("--node-key \(nodeKey) is neither 64 hex digits nor an SS58 address")
         }
         var info = stat()
-        guard stat(file, &info) == 0 else { throw ValidationError("cannot read \(file): \(String(cString: strerror(errno)))") }
-        guard info.st_size <= Self.maxFileBytes else { throw ValidationError("\(file) is \(info.st_size) bytes; at most 1 GiB is checked") }
-        guard let data = FileManager.default.contents(atPath: file) else { throw ValidationError("cannot read \(file)") }
+        guard stat(file, &info) == 0 else { throw GridTwinFailure("cannot read \(file): \(String(cString: strerror(errno)))") }
+        guard info.st_size <= Self.maxFileBytes else { throw GridTwinFailure("\(file) is \(info.st_size) bytes; at most 1 GiB is checked") }
+        guard let data = FileManager.default.contents(atPath: file) else { throw GridTwinFailure("cannot read \(file)") }
         let result = SignedReportLog.verify([UInt8](data), nodeKey: key)
         if json {
             let view = VerificationView(valid: result.isValid, statements: result.statements, countsByKind: result.countsByKind,

@@ -22,6 +22,8 @@ public enum ProvisionerError: Error, Equatable, Sendable, CustomStringConvertibl
     case chainUnavailable(String)
     /// The node is draining: it keeps running deployments but takes no new ones.
     case draining
+    /// A node condition (memory, disk or PID pressure, chain unreachable) stops new deployments.
+    case nodeUnderPressure(String)
     /// A workload manager failed; `permanent` errors are not retried until the workload changes.
     case workload(name: String, operation: String, detail: String, permanent: Bool)
     case system(operation: String, path: String, errno: Int32)
@@ -42,7 +44,7 @@ public enum ProvisionerError: Error, Equatable, Sendable, CustomStringConvertibl
         case .notFound: return 404
         case .conflict: return 409
         case .invalidDeployment, .contract, .insufficientCapacity: return 422
-        case .chainUnavailable, .draining: return 503
+        case .chainUnavailable, .draining, .nodeUnderPressure: return 503
         case .database, .workload, .system: return 500
         }
     }
@@ -67,6 +69,8 @@ public enum ProvisionerError: Error, Equatable, Sendable, CustomStringConvertibl
             return "not enough \(resource) on this node: the deployment needs \(requested), \(free) of \(allocatable) allocatable is free; deploy to another node or ask for less"
         case .chainUnavailable(let detail): return "the chain cannot be reached (\(detail)); nothing was changed, retry later"
         case .draining: return "this node is draining: it runs its current deployments but accepts no new ones; deploy to another node"
+        case .nodeUnderPressure(let detail):
+            return "this node takes no new deployments now (\(detail)); running ones keep running; retry later or deploy to another node"
         case .workload(let name, let operation, let detail, _): return "workload \(name): \(operation) failed: \(detail)"
         case .system(let operation, let path, let errno):
             return "\(operation) \(path) failed: \(String(cString: strerror(errno))) (errno \(errno))"

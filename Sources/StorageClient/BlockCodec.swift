@@ -143,14 +143,18 @@ struct BlockCodec: Sendable {
         var shards: [ByteBuffer]
     }
 
-    /// Compresses, encrypts, erasure-codes and checksums one block.
+    /// Compresses, encrypts, erasure-codes and checksums one block. With a workspace, the
+    /// shards are slices of its buffers, which are reused for a later block once nothing else
+    /// holds them (until then, a later block gets new storage: ByteBuffer is copy-on-write).
     func encode(block: Int, plaintext: UnsafeRawBufferPointer, compressors: Pool<ZstdCompressor>,
-                allocator: ByteBufferAllocator = ByteBufferAllocator()) throws -> Encoded {
+                workspace: EncodeWorkspace = EncodeWorkspace()) throws -> Encoded {
         let k = code.k, m = code.m
         let plainLength = plaintext.count
         var flags: UInt8 = block == blockCount - 1 ? Self.flagLast : 0
         let room = max(zstdLevel != nil ? ZstdCompressor.bound(plainLength) : 0, plainLength) + SodiumCrypto.tagLength + k + 64
-        var data = allocator.buffer(capacity: room)
+        var data = workspace.data
+        workspace.data = ByteBuffer()  // so `data` is the storage's only holder here and is written in place
+        data.clear(minimumCapacity: room)
         var cipherLength = 0
         var shardLength = 0
         try data.writeWithUnsafeMutableBytes(minimumWritableBytes: room) { out in
@@ -175,7 +179,9 @@ struct BlockCodec: Sendable {
             if padded > cipherLength { UnsafeMutableRawBufferPointer(rebasing: out[cipherLength..<padded]).initializeMemory(as: UInt8.self, repeating: 0) }
             return padded
         }
-        var parity = allocator.buffer(capacity: max(1, shardLength * m))
+        var parity = workspace.parity
+        workspace.parity = ByteBuffer()
+        parity.clear(minimumCapacity: max(1, shardLength * m))
         if m > 0 {
             _ = data.withUnsafeReadableBytes { source in
                 parity.writeWithUnsafeMutableBytes(minimumWritableBytes: shardLength * m) { out in
@@ -187,6 +193,8 @@ struct BlockCodec: Sendable {
                 }
             }
         }
+        workspace.data = data
+        workspace.parity = parity
         var shards: [ByteBuffer] = []
         shards.reserveCapacity(k + m)
         for i in 0..<k { shards.append(data.getSlice(at: data.readerIndex + i * shardLength, length: shardLength) ?? ByteBuffer()) }
@@ -239,49 +247,113 @@ struct BlockCodec: Sendable {
     /// Decodes one block from k verified shards: erasure-decode (when data shards are missing),
     /// decrypt and check the tag, decompress. Returns the block's plaintext.
     func decode(block: Int, entry: BlockTable.Entry, shards: [Int: ByteBuffer], decompressors: Pool<ZstdDecompressor>) throws -> [UInt8] {
+        try decode(block: block, entry: entry, shards: shards, decompressors: decompressors, workspace: DecodeWorkspace()) { Array($0) }
+    }
+
+    /// Decodes one block into `workspace` and hands `body` the plaintext, which stays valid only
+    /// during the call. The data shards are joined into one buffer (the ciphertext); when any is
+    /// missing, ISA-L rebuilds it in place from the others, otherwise there is no decode at all.
+    /// The tag is checked before anything is decompressed or passed on.
+    func decode<R>(block: Int, entry: BlockTable.Entry, shards: [Int: ByteBuffer], decompressors: Pool<ZstdDecompressor>,
+                   workspace: DecodeWorkspace, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         let k = code.k
         let shardLength = shardLength(cipherLength: entry.cipherLength)
         let plainLength = plainLength(block)
-        var joined = uninitializedBytes(shardLength * k)  // every byte is copied or rebuilt below
         let missing = (0..<k).filter { shards[$0] == nil }
-        joined.withUnsafeMutableBytes { out in
-            for i in 0..<k {
-                guard let shard = shards[i], shard.readableBytes == shardLength, let base = out.baseAddress else { continue }
-                shard.withUnsafeReadableBytes { bytes in
-                    if let from = bytes.baseAddress { (base + i * shardLength).copyMemory(from: from, byteCount: shardLength) }
+        // Sources for the rebuild: the data shards there are, then parity (lowest indexes first).
+        let sources = missing.isEmpty ? [] : Array(shards.keys.sorted().prefix(k))
+        guard missing.isEmpty || sources.count == k else {
+            throw StorageError.invalidInput(what: "erasure decode", reason: "needs \(k) shards, has \(shards.count)")
+        }
+        // The readers pass only shards of the right length; anything else is damage (the
+        // caller's checksums then find which).
+        for index in (0..<k).filter({ shards[$0] != nil }) + sources where shards[index]?.readableBytes != shardLength {
+            throw StorageError.integrity(fileID: Hex.encode(fileID), block: block,
+                                         reason: "shard \(index) is \(shards[index]?.readableBytes ?? 0) bytes, expected \(shardLength)")
+        }
+        let paritySources = sources.filter { $0 >= k }
+        // k slots for the data shards (together, the ciphertext), then one per parity source.
+        // Every byte of the data slots is copied or rebuilt below before it is read.
+        let cipher = workspace.cipher.reserve(shardLength * (k + paritySources.count))
+        guard let base = cipher.baseAddress?.assumingMemoryBound(to: UInt8.self) else {
+            throw StorageError.integrity(fileID: Hex.encode(fileID), block: block, reason: "has no ciphertext")
+        }
+        func place(_ shard: ByteBuffer, at slot: Int) {
+            shard.withUnsafeReadableBytes { bytes in
+                if let from = bytes.baseAddress { (base + slot * shardLength).update(from: from.assumingMemoryBound(to: UInt8.self), count: shardLength) }
+            }
+        }
+        for i in 0..<k { if let shard = shards[i] { place(shard, at: i) } }
+        if !missing.isEmpty {
+            var pointers: [(index: Int, pointer: UnsafeMutablePointer<UInt8>)] = []
+            var extra = k
+            for index in sources {
+                if index < k {
+                    pointers.append((index, base + index * shardLength))
+                } else if let shard = shards[index] {
+                    place(shard, at: extra)
+                    pointers.append((index, base + extra * shardLength))
+                    extra += 1
                 }
             }
+            try code.reconstruct(length: shardLength, sources: pointers, targets: missing.map { ($0, base + $0 * shardLength) })
         }
-        if !missing.isEmpty {
-            let rebuilt = try rebuild(targets: missing, from: shards, shardLength: shardLength)
-            for index in missing {
-                if let bytes = rebuilt[index] { joined.replaceSubrange((index * shardLength)..<((index + 1) * shardLength), with: bytes) }
-            }
-        }
-        let opened = joined.withUnsafeMutableBytes {
-            SodiumCrypto.open($0, length: entry.cipherLength, additional: additionalData(block, flags: entry.flags, plainLength: plainLength),
-                              nonce: nonce(block), key: fileKey)
-        }
+        let ciphertext = UnsafeMutableRawBufferPointer(rebasing: cipher[0..<(shardLength * k)])
+        let opened = SodiumCrypto.open(ciphertext, length: entry.cipherLength,
+                                       additional: additionalData(block, flags: entry.flags, plainLength: plainLength), nonce: nonce(block), key: fileKey)
         let hex = Hex.encode(fileID)
         guard let payload = opened else {
             throw StorageError.integrity(fileID: hex, block: block,
                                          reason: "the block does not authenticate (its shards verified, so the metadata and the data disagree: "
                                              + "reordered, swapped or altered blocks)")
         }
+        let decrypted = UnsafeRawBufferPointer(rebasing: cipher[0..<payload])
         if entry.flags & Self.flagCompressed == 0 {
             guard payload == plainLength else {
                 throw StorageError.integrity(fileID: hex, block: block, reason: "holds \(payload) bytes, expected \(plainLength)")
             }
-            joined.removeLast(joined.count - payload)
-            return joined
+            return try body(decrypted)
         }
-        var plain = uninitializedBytes(plainLength)  // zstd fills all of it or throws
-        try joined.withUnsafeBytes { source in
-            try plain.withUnsafeMutableBytes { target in
-                try decompressors.with { try $0.decompress(UnsafeRawBufferPointer(rebasing: source[0..<payload]), into: target) }
-            }
+        let plain = workspace.plain.reserve(plainLength)  // zstd fills all of it or throws
+        try decompressors.with { try $0.decompress(decrypted, into: plain) }
+        return try body(UnsafeRawBufferPointer(plain))
+    }
+}
+
+/// Buffers one block is encoded in, reused from block to block (through a `Pool`) for the same
+/// reason as `DecodeWorkspace`: the block read from the file, the ciphertext (data shards) and the
+/// parity shards.
+final class EncodeWorkspace: @unchecked Sendable {
+    // @unchecked: used by one borrower at a time (a Pool hands it out exclusively).
+    let plain = ScratchBuffer()
+    var data = ByteBuffer()
+    var parity = ByteBuffer()
+}
+
+/// Buffers one block is decoded in, reused from block to block (through a `Pool`): a fresh
+/// block-sized allocation per block costs a page fault and a kernel zero-fill per 4 KiB page.
+final class DecodeWorkspace: @unchecked Sendable {
+    // @unchecked: used by one borrower at a time (a Pool hands it out exclusively).
+    let cipher = ScratchBuffer()
+    let plain = ScratchBuffer()
+}
+
+/// A growable buffer whose contents are not kept between uses (nor zeroed: callers fill what
+/// they read).
+final class ScratchBuffer {
+    private var base: UnsafeMutableRawPointer?
+    private var capacity = 0
+
+    deinit { base?.deallocate() }
+
+    /// `count` bytes, valid until the next call.
+    func reserve(_ count: Int) -> UnsafeMutableRawBufferPointer {
+        if count > capacity || base == nil {
+            base?.deallocate()
+            capacity = max(count, 1)
+            base = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 64)
         }
-        return plain
+        return UnsafeMutableRawBufferPointer(start: base, count: count)
     }
 }
 

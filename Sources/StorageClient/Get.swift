@@ -30,10 +30,10 @@ final class OutputFile {
         if !finished { unlink(temporary) }
     }
 
-    static func write(fd: Int32, path: String, _ bytes: [UInt8], at offset: UInt64) throws {
+    static func write(fd: Int32, path: String, _ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
         var written = 0
         while written < bytes.count {
-            let n = bytes[written...].withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(offset) + off_t(written)) }
+            let n = pwrite(fd, bytes.baseAddress.map { $0 + written }, bytes.count - written, off_t(offset) + off_t(written))
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { throw StorageError.io(operation: "write", path: path, errno: n < 0 ? errno : EIO) }
             written += n
@@ -79,6 +79,8 @@ extension StorageClient {
         let decoded = SharedCounter()
         let fd = out.fd, temporary = out.temporary
         let width = parallelBlocks
+        // One decode workspace per block in flight, reused, and freed when get returns.
+        let workspaces = Pool<DecodeWorkspace>(keep: width) { DecodeWorkspace() }
         try await withThrowingTaskGroup(of: Void.self) { group in
             var next = 0
             var running = 0
@@ -87,10 +89,12 @@ extension StorageClient {
                     let block = next
                     let order = Self.readOrder(links: links, k: k)
                     group.addTask {
-                        let plain = try await Self.readBlock(block, manifest: manifest, table: table, codec: codec, links: links,
-                                                             order: order, client: self, warnings: warnings, decoded: decoded)
-                        try OutputFile.write(fd: fd, path: temporary, plain, at: UInt64(block) * UInt64(manifest.blockSize))
-                        tracker.add(UInt64(plain.count))
+                        let length = try await Self.readBlock(block, manifest: manifest, table: table, codec: codec, links: links, order: order,
+                                                              client: self, warnings: warnings, decoded: decoded, workspaces: workspaces) { plain in
+                            try OutputFile.write(fd: fd, path: temporary, plain, at: UInt64(block) * UInt64(manifest.blockSize))
+                            return plain.count
+                        }
+                        tracker.add(UInt64(length))
                     }
                     next += 1
                     running += 1
@@ -108,12 +112,14 @@ extension StorageClient {
                          warnings: notes, decodedBlocks: decoded.count)
     }
 
-    /// One block's plaintext. The first k shards are decoded without checking their checksums:
-    /// if the block's tag verifies, every byte that went into it was intact (the checksums would
-    /// only repeat that work). If it does not, the checksums find the bad shards, which are
-    /// replaced by others and the block decoded again; nothing unverified is ever returned.
-    static func readBlock(_ block: Int, manifest: FileManifest, table: BlockTable, codec: BlockCodec, links: ColumnLinks, order: [Int],
-                          client: StorageClient, warnings: SharedNotes, decoded: SharedCounter) async throws -> [UInt8] {
+    /// Reads and decodes one block and hands its plaintext to `deliver` (valid during the call).
+    /// The first k shards are decoded without checking their checksums: if the block's tag
+    /// verifies, every byte that went into it was intact (the checksums would only repeat that
+    /// work). If it does not, the checksums find the bad shards, which are replaced by others and
+    /// the block decoded again; nothing unverified is ever delivered.
+    static func readBlock<R>(_ block: Int, manifest: FileManifest, table: BlockTable, codec: BlockCodec, links: ColumnLinks, order: [Int],
+                             client: StorageClient, warnings: SharedNotes, decoded: SharedCounter, workspaces: Pool<DecodeWorkspace>,
+                             deliver: (UnsafeRawBufferPointer) throws -> R) async throws -> R {
         let entry = table.entry(block)
         let shardLength = codec.shardLength(cipherLength: entry.cipherLength)
         var excluded: Set<Int> = []
@@ -124,10 +130,12 @@ extension StorageClient {
                                                          alreadyFailed: failures)
             failures = more
             do {
-                let plain = try codec.decode(block: block, entry: entry, shards: shards, decompressors: client.decompressors)
+                let result = try workspaces.with { workspace in
+                    try codec.decode(block: block, entry: entry, shards: shards, decompressors: client.decompressors, workspace: workspace, deliver)
+                }
                 if !failures.isEmpty { warnings.add(failures) }
                 if (0..<manifest.k).contains(where: { shards[$0] == nil }) { decoded.add() }
-                return plain
+                return result
             } catch StorageError.integrity(let fileID, _, let reason) {
                 let bad = shards.filter { !BlockCodec.verify($0.value, index: $0.key, entry: entry, shardLength: shardLength) }.keys.sorted()
                 // All k shards intact and still no valid block: the metadata and the data disagree.

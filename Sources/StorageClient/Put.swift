@@ -219,6 +219,8 @@ extension StorageClient {
         let width = options.k + options.m
         var table = BlockTable(shardCount: width, blocks: codec.blockCount)
         let compressors = self.compressors
+        // One encode workspace per block in flight, reused, and freed when the upload ends.
+        let workspaces = Pool<EncodeWorkspace>(keep: options.parallelBlocks) { EncodeWorkspace() }
         try await withThrowingTaskGroup(of: (Int, BlockTable.Entry).self) { group in
             var next = 0
             var running = 0
@@ -227,15 +229,21 @@ extension StorageClient {
                     let block = next
                     group.addTask {
                         let length = codec.plainLength(block)
-                        var plain = uninitializedBytes(length)  // pread fills it or throws
-                        try plain.withUnsafeMutableBytes {
-                            try SourceFile.read(fd: fd, path: path, into: $0, offset: UInt64(block) * UInt64(codec.blockSize))
+                        let workspace = try workspaces.take()
+                        let entry: BlockTable.Entry
+                        do {
+                            let plain = workspace.plain.reserve(length)  // pread fills it or throws
+                            try SourceFile.read(fd: fd, path: path, into: plain, offset: UInt64(block) * UInt64(codec.blockSize))
+                            let encoded = try codec.encode(block: block, plaintext: UnsafeRawBufferPointer(plain), compressors: compressors,
+                                                           workspace: workspace)
+                            entry = encoded.entry
+                            try await Self.uploadShards(encoded.shards, block: block, manifest: manifest, links: links,
+                                                        options: options, spares: spares)
                         }
-                        let encoded = try plain.withUnsafeBytes { try codec.encode(block: block, plaintext: $0, compressors: compressors) }
-                        try await Self.uploadShards(encoded.shards, block: block, manifest: manifest, links: links,
-                                                    options: options, spares: spares)
+                        // The shards are on the nodes and dropped: the workspace's buffers can be reused.
+                        workspaces.give(workspace)
                         tracker.add(UInt64(length))
-                        return (block, encoded.entry)
+                        return (block, entry)
                     }
                     next += 1
                     running += 1

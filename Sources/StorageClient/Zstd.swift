@@ -56,8 +56,14 @@ final class Pool<Item: Sendable>: Sendable {
     }
 
     func with<R>(_ body: (Item) throws -> R) throws -> R {
-        let item = try items.withLock { $0.popLast() } ?? make()
-        defer { items.withLock { if $0.count < keep { $0.append(item) } } }
+        let item = try take()
+        defer { give(item) }
         return try body(item)
     }
+
+    /// An item for the caller alone until it is given back (for use across suspension points).
+    func take() throws -> Item { try items.withLock { $0.popLast() } ?? make() }
+
+    /// Returns an item taken with `take`; beyond `keep` items it is dropped.
+    func give(_ item: Item) { items.withLock { if $0.count < keep { $0.append(item) } } }
 }

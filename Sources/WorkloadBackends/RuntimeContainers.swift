@@ -62,10 +62,20 @@ public struct RuntimeContainers: ContainerService {
         }
         var env = record.config?.env ?? ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
         env += launch.env
+        var binds = launch.mounts.map { (source: $0.source, destination: $0.destination, readonly: false) }
+        if let network = launch.network {
+            // The node's resolv.conf for the container, bound read-only: the image's /etc is never written.
+            let resolv = bundle(id) + "/resolv.conf"
+            do { try Data(network.resolvConf.utf8).write(to: URL(fileURLWithPath: resolv), options: .atomic) } catch {
+                throw fail(id, "write resolv.conf", error)
+            }
+            chmod(resolv, 0o644)
+            binds.append((source: resolv, destination: "/etc/resolv.conf", readonly: true))
+        }
         let workload = SecureDefaults.Workload(
             rootfs: rootfs.path, args: args, env: env, cwd: record.config?.workingDir ?? "/", hostname: String(id.prefix(63)),
             memoryBytes: Int64(clamping: launch.memoryBytes), milliCPUs: Int64(launch.cpus) * 1000,
-            binds: launch.mounts.map { (source: $0.source, destination: $0.destination, readonly: false) })
+            binds: binds, networkNamespacePath: launch.network?.namespacePath)
         do {
             try Data(launch.revision.utf8).write(to: URL(fileURLWithPath: revisionPath), options: .atomic)
             let state = try runtime.create(id: id, bundle: bundle(id), spec: SecureDefaults.spec(workload),

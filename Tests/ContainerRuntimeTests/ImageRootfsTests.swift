@@ -1,6 +1,7 @@
 import CNodeShim
 @testable import ContainerRuntime
 import Foundation
+import GridTypes
 import Testing
 
 /// Containers run on roots made from stored images: the image stays read-only, the container's
@@ -8,7 +9,7 @@ import Testing
 @Suite(.serialized, .enabled(if: TestRootfs.available, "needs root and /bin/busybox (busybox-static)"))
 struct ImageRootfsTests {
     static func mounts(under path: String) -> [String] {
-        let text = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        let text = KernelFile.read("/proc/self/mountinfo") ?? ""
         return text.split(separator: "\n").map { $0.split(separator: " ") }.filter { $0.count > 4 && $0[4].hasPrefix(path) }.map { String($0[4]) }
     }
 

@@ -108,6 +108,7 @@ import Testing
         let text = try String(contentsOfFile: ws.config, encoding: .utf8)
             .replacingOccurrences(of: "listen = \"0.0.0.0:9900\"", with: "listen = \"127.0.0.1:\(try ShardServerDaemonTests.freePort())\"")
         try text.write(toFile: ws.config, atomically: true, encoding: .utf8)
+        try FarmerOperationsTests.isolateOperations(config: ws.config, dir: ws.dir)
         // The agent logs to a file, so the test can watch it without blocking on a pipe.
         let logPath = ws.dir + "/agent.log"
         FileManager.default.createFile(atPath: logPath, contents: nil)

@@ -19,7 +19,7 @@ import Testing
             try fm.createDirectory(atPath: rootfs + "/" + sub, withIntermediateDirectories: true)
         }
         try fm.copyItem(atPath: "/bin/busybox", toPath: rootfs + "/bin/busybox")
-        for applet in ["sh", "sleep", "echo", "cat", "ls"] { try fm.createSymbolicLink(atPath: rootfs + "/bin/" + applet, withDestinationPath: "busybox") }
+        for applet in ["sh", "sleep", "echo", "cat", "ls", "httpd", "wget"] { try fm.createSymbolicLink(atPath: rootfs + "/bin/" + applet, withDestinationPath: "busybox") }
         let tar = dir + "/busybox.tar"
         _ = try GridHarness.run("/usr/bin/tar", ["-C", rootfs, "-cf", tar, "."])
         let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: tar)))

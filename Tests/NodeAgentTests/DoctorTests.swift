@@ -1,4 +1,5 @@
 import Foundation
+import GridTypes
 import Testing
 @testable import NodeAgent
 
@@ -115,7 +116,7 @@ import Testing
         let host = HostProbe().describe(stateDir: NSTemporaryDirectory())
         #expect(host.effectiveUID == geteuid())
         #expect(DoctorChecks.kernelVersion(host.kernelRelease) != nil)
-        let mountinfo = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+        let mountinfo = try #require(KernelFile.read("/proc/self/mountinfo"))
         var cgroup2At = Set<String>()
         var cgroup1Count = 0
         for line in mountinfo.split(separator: "\n") {

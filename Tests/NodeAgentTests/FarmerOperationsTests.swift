@@ -49,6 +49,7 @@ import FoundationNetworking
             text = text.replacingOccurrences(of: "socket = \"/run/node-agent/admin.sock\"", with: "socket = \"\(socket)\"")
             text = text.replacingOccurrences(of: "metrics_listen = \"127.0.0.1:9101\"", with: "metrics_listen = \"127.0.0.1:\(metricsPort)\"")
             try text.write(toFile: config, atomically: true, encoding: .utf8)
+            try FarmerOperationsTests.isolateNetwork(config: config)
         }
 
         let watchdogMicroseconds: Int
@@ -87,6 +88,8 @@ import FoundationNetworking
 
         func cleanUp() {
             kill9()
+            // Containers outlive their agent by design; a test's must not outlive the test.
+            GridHarness.removeContainers(stateDir: state)
             // Volume mounts must not outlive the test.
             for mount in mountedVolumes() {
                 let umount = Process()
@@ -99,7 +102,7 @@ import FoundationNetworking
         }
 
         func mountedVolumes() -> Set<String> {
-            guard let mounts = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return [] }
+            guard let mounts = KernelFile.read("/proc/self/mountinfo") else { return [] }
             return Set(mounts.split(separator: "\n").compactMap { line in
                 let fields = line.split(separator: " ")
                 guard fields.count > 4, fields[4].hasPrefix(state + "/volumes/") else { return nil }
@@ -160,7 +163,19 @@ import FoundationNetworking
 
         /// A new contract and its deployment sent to the node: the API's status and the deployment.
         func deploy(tag: Int) async throws -> (Int, Deployment) {
-            var d = Crash.deployment(twin: twin.id, version: 0, tag: tag)
+            try await deploy(Crash.deployment(twin: twin.id, version: 0, tag: tag))
+        }
+
+        /// A container (busybox, running `command`) with a volume, as a new contract (`tag` keeps
+        /// the deployment's hash, and so its contract, unique).
+        func deployContainer(tag: Int, image: (url: String, digest: String), command: String) async throws -> (Int, Deployment) {
+            var deployment = ContainerWorkloadTests.deployment(twin: twin.id, image: image, command: command)
+            deployment.description = "web \(tag)"
+            return try await deploy(deployment)
+        }
+
+        func deploy(_ deployment: Deployment) async throws -> (Int, Deployment) {
+            var d = deployment
             let created = try await ledger.submit(.createNodeContract(nodeID: nodeID, deploymentHash: DeploymentChallenge.hash(d), deploymentData: [],
                                                                       publicIPs: 0), signer: user.keyPair)
             guard case .contractCreated(let contract)? = created.events.first else { throw POSIXError(.EIO) }
@@ -170,6 +185,18 @@ import FoundationNetworking
             return (status, d)
         }
 
+        /// The PID of each container workload of these deployments, from the API's results.
+        func containerPIDs(_ ids: Set<UInt64>) async throws -> [UInt64: Int] {
+            var pids = [UInt64: Int]()
+            for id in ids {
+                let (status, data) = try await twin.call("GET", "/api/v1/deployments/\(id)")
+                guard status == 200 else { continue }
+                let deployment = try JSONDecoder().decode(Deployment.self, from: data)
+                pids[id] = deployment.workloads.first(where: { $0.type == WorkloadType.container.rawValue })?.result?.data?["pid"]?.uint64.map { Int($0) }
+            }
+            return pids
+        }
+
         func allOK(_ ids: Set<UInt64>) async throws -> Bool {
             let (status, data) = try await twin.call("GET", "/api/v1/deployments")
             guard status == 200 else { return false }
@@ -177,6 +204,30 @@ import FoundationNetworking
             let byID = Dictionary(deployments.map { ($0.contractID, $0) }, uniquingKeysWith: { a, _ in a })
             return ids.allSatisfy { id in byID[id]?.workloads.allSatisfy { $0.result?.state == .ok } == true }
         }
+    }
+
+    /// Points a test agent's admin socket into its own directory and its metrics at a free port, so
+    /// agents of parallel suites never share /run/node-agent/admin.sock or 127.0.0.1:9101.
+    static func isolateOperations(config: String, dir: String) throws {
+        var text = try String(contentsOfFile: config, encoding: .utf8)
+        text = text.replacingOccurrences(of: "socket = \"/run/node-agent/admin.sock\"", with: "socket = \"\(dir)/run/admin.sock\"")
+        text = text.replacingOccurrences(of: "metrics_listen = \"127.0.0.1:9101\"",
+                                         with: "metrics_listen = \"127.0.0.1:\(try ShardServerDaemonTests.freePort())\"")
+        try text.write(toFile: config, atomically: true, encoding: .utf8)
+        try isolateNetwork(config: config)
+    }
+
+    /// Container networking on, under names no other agent of the test run uses: each agent sweeps
+    /// interfaces, /run/netns entries and nft tables with its prefix that it has no record of, so
+    /// agents sharing a prefix (even in different network namespaces: /run/netns is one directory)
+    /// would remove each other's networks.
+    static func isolateNetwork(config: String) throws {
+        let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789")
+        let prefix = "t" + String((0..<3).map { _ in alphabet.randomElement() ?? "x" })
+        var text = try String(contentsOfFile: config, encoding: .utf8)
+        text = text.replacingOccurrences(of: "prefix = \"na\"", with: "prefix = \"\(prefix)\"")
+        text = text.replacingOccurrences(of: "table = \"node_agent\"", with: "table = \"node_agent_\(prefix)\"")
+        try text.write(toFile: config, atomically: true, encoding: .utf8)
     }
 
     static func status(_ node: AgentNode) throws -> (Int32, StatusReport?) {
@@ -203,6 +254,13 @@ import FoundationNetworking
         let notify = try NotifyCollector(path: node.notifyPath)
         defer { notify.stop() }
         try node.start()
+        // Up but waiting for its farm: not Ready, exit 1, and the reason.
+        #expect(try await Scenario.eventually(30) { try Self.status(node).1?.phase == "registering" }, "\(node.log().suffix(2000))")
+        let waiting = try node.cli(["status"])
+        #expect(waiting.status == 1)
+        #expect(waiting.stdout.contains("NOT READY (registering)") && waiting.stdout.contains("registering the node on the chain (farm 1)"),
+                "\(waiting.stdout)")
+        #expect(!notify.messages.contains { $0.hasPrefix("READY=1") })
         let grid = try await Grid.make(node)
         #expect(try await Scenario.eventually(30) { notify.messages.contains { $0.hasPrefix("READY=1") } }, "no READY=1: \(notify.messages)")
         let ready = try #require(notify.messages.first { $0.hasPrefix("READY=1") })
@@ -239,15 +297,29 @@ import FoundationNetworking
         // Every zdb workload's namespace, and the shard server's own "default" namespace.
         let zdbCount = deployed.flatMap(\.workloads).filter { $0.type == "zdb" }.count
         #expect(report.work.shardNamespaces == zdbCount + 1)
-        #expect(report.node.conditions == nil && report.work.reports == nil)  // n/a until the reporter is wired in
+        // The reporter's conditions and outbox: every condition is there and none is bad (the node is Ready).
+        let conditions = try #require(report.node.conditions, "the reporter's conditions are not wired into status")
+        #expect(Set(conditions.map(\.type)) == ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure", "ChainReachable",
+                                                 "ReportsDelivering", "ClockConsistent"])
+        #expect(conditions.allSatisfy { !$0.bad }, "\(conditions)")
+        #expect(report.work.reports != nil)
 
         // The text: three blocks, Ready.
         let text = try node.cli(["status"])
         #expect(text.status == 0)
         for needle in ["node-agent: Ready", "NODE", "CAPACITY", "WORK", "node        \(grid.nodeID)", "deployments 3    3 ok",
-                       "workloads   \(workloadCount)", "conditions  n/a", "reports     n/a"] {
+                       "workloads   \(workloadCount)", "conditions  Ready=", "MemoryPressure=False", "reports     "] {
             #expect(text.stdout.contains(needle), "missing \(needle) in:\n\(text.stdout)")
         }
+
+        // --watch refreshes until interrupted.
+        let (watcher, watchOut, _) = try CLI.start(["status", "--watch", "--interval", "0.5", "--config", node.config])
+        try await Task.sleep(for: .seconds(2))
+        kill(watcher.processIdentifier, SIGINT)
+        watcher.waitUntilExit()
+        let screens = String(decoding: watchOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(screens.components(separatedBy: "node-agent: Ready").count >= 3, "\(screens.prefix(500))")
+        #expect(screens.contains("\u{1B}[H\u{1B}[2J"))
 
         // workloads --json.
         let listed = try node.cli(["workloads", "--json"])
@@ -328,7 +400,17 @@ import FoundationNetworking
             #expect(status == 202)
             accepted.insert(d.contractID)
         }
-        #expect(try await Scenario.eventually(60) { try await grid.allOK(accepted) })
+        // Two containers as well: the restart must leave their processes alone and adopt them again.
+        let image = try ContainerWorkloadTests.busyboxImage(in: node.dir)
+        var containers = Set<UInt64>()
+        for tag in 0..<2 {
+            let (status, d) = try await grid.deployContainer(tag: tag, image: image, command: "exec sleep 100000")
+            #expect(status == 202)
+            containers.insert(d.contractID)
+        }
+        #expect(try await Scenario.eventually(60) { try await grid.allOK(accepted.union(containers)) })
+        let pidsBefore = try await grid.containerPIDs(containers)
+        #expect(pidsBefore.count == 2 && pidsBefore.values.allSatisfy { kill(pid_t($0), 0) == 0 }, "\(pidsBefore)")
         // What the workloads hold before the restart: a file in each volume, each image's inode.
         var inodes = [String: UInt64]()
         for id in accepted {
@@ -359,12 +441,20 @@ import FoundationNetworking
         load.cancel()
         accepted.formUnion(await load.value)
 
-        // Down: the workloads are still there.
+        // Down: the workloads are still there, the containers' processes included.
         #expect(Set(accepted.map { "wl-\($0)-disk" }).isSubset(of: node.mountedVolumes()))
+        #expect(pidsBefore.values.allSatisfy { kill(pid_t($0), 0) == 0 }, "a container died with its agent")
 
         try node.start()
         #expect(try await Scenario.eventually(60) { try Self.status(node).0 == 0 }, "not Ready after restart: \(node.log().suffix(2000))")
-        #expect(try await Scenario.eventually(60) { try await grid.allOK(accepted) }, "accepted deployments not ok after restart")
+        let restored = try await Scenario.eventually(60) { try await grid.allOK(accepted.union(containers)) }
+        let (_, listing) = try await grid.twin.call("GET", "/api/v1/deployments")
+        let states = (try? JSONDecoder().decode([Deployment].self, from: listing))?.map { d in
+            "\(d.contractID): " + d.workloads.map { "\($0.name)=\($0.result?.state.rawValue ?? "none") \($0.result?.message ?? "")" }.joined(separator: ", ")
+        } ?? []
+        #expect(restored, "accepted deployments not ok after restart: \(states)\n\(node.log().suffix(3000))")
+        // Re-adopted, not restarted: the same processes.
+        #expect(try await grid.containerPIDs(containers) == pidsBefore)
         for (volume, inode) in inodes {
             var info = stat()
             #expect(stat(volume + ".img", &info) == 0 && UInt64(info.st_ino) == inode, "\(volume) was recreated")
@@ -375,7 +465,8 @@ import FoundationNetworking
         let events = try AdminJSON.decoder().decode([AgentEvent].self, from: Data(try node.cli(["events", "--json", "--limit", "1000"]).stdout.utf8))
         #expect(events.contains { $0.message.hasPrefix("stopping") })
         #expect(events.contains { $0.message.hasPrefix("stopped after") })
-        #expect(events.contains { $0.message.hasPrefix("ready: \(accepted.count) deployment(s) restored") }, "\(events.suffix(10).map(\.message))")
+        #expect(events.contains { $0.message.hasPrefix("ready: \(accepted.count + containers.count) deployment(s) restored") },
+                "\(events.suffix(10).map(\.message))")
         if let second = node.agent {
             kill(second.processIdentifier, SIGTERM)
             _ = try await Scenario.eventually(40) { !second.isRunning }

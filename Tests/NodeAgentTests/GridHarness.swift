@@ -1,5 +1,6 @@
 import Foundation
 import GridTypes
+@testable import NodeAgent
 
 /// Several farm nodes on one machine: one embedded ledger, one agent per node, each in its own
 /// network namespace with a veth pair to a bridge the harness creates (private 10.x.y.0/24
@@ -30,6 +31,21 @@ final class GridHarness: @unchecked Sendable {
         var api: String { "http://\(address):2021" }
         var isRunning: Bool { process?.isRunning ?? false }
         var logPath: String { dir + "/agent-\(max(0, starts - 1)).log" }
+
+        /// `node-agent status --json` through the agent's admin socket, as the farmer reads it.
+        func status() throws -> StatusReport? {
+            let result = try CommandLineTests.run(["status", "--json", "--config", config])
+            return try? AdminJSON.decoder().decode(StatusReport.self, from: Data(result.stdout.utf8))
+        }
+
+        /// The prefix of the agent's container network names (unique per test agent).
+        func networkPrefix() -> String? {
+            guard let text = try? String(contentsOfFile: config, encoding: .utf8) else { return nil }
+            for line in text.split(separator: "\n") where line.hasPrefix("prefix = \"") {
+                return String(line.dropFirst("prefix = \"".count).prefix { $0 != "\"" })
+            }
+            return nil
+        }
 
         func nodeID() -> Int? {
             guard let data = FileManager.default.contents(atPath: state + "/node.json"),
@@ -100,6 +116,7 @@ final class GridHarness: @unchecked Sendable {
                 text = text.replacingOccurrences(of: "grace_period_blocks = 201600", with: "grace_period_blocks = \(gracePeriodBlocks)")
                 text = text.replacingOccurrences(of: "api_listen = \"127.0.0.1:2021\"", with: "api_listen = \"0.0.0.0:2021\"")
                 try text.write(toFile: node.config, atomically: true, encoding: .utf8)
+                try FarmerOperationsTests.isolateOperations(config: node.config, dir: node.dir)
                 nodes.append(node)
             }
         } catch {
@@ -160,10 +177,17 @@ final class GridHarness: @unchecked Sendable {
     func cleanUp() {
         for node in nodes { kill9(node) }
         for node in nodes { Self.removeContainers(stateDir: node.state) }
-        if let mounts = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) {
+        if let mounts = KernelFile.read("/proc/self/mountinfo") {
             for line in mounts.split(separator: "\n") {
                 let fields = line.split(separator: " ")
                 if fields.count > 4, fields[4].hasPrefix(dir) { _ = try? Self.run("/usr/bin/umount", ["-l", String(fields[4])], allowFailure: true) }
+            }
+        }
+        // Containers' network namespaces are /run/netns entries, outside the nodes' namespaces.
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? []
+        for prefix in nodes.compactMap({ $0.networkPrefix() }) {
+            for entry in entries where entry.hasPrefix(prefix + "-") {
+                _ = try? Self.run("/usr/sbin/ip", ["netns", "del", entry], allowFailure: true)
             }
         }
         for netns in namespaces { _ = try? Self.run("/usr/sbin/ip", ["netns", "del", netns], allowFailure: true) }

@@ -1,6 +1,7 @@
 import Foundation
 import GridTypes
 @testable import NodeAgent
+import Provisioner
 import Testing
 
 /// Farmer operations without a running agent: the status layout on a fixed state (golden), the
@@ -70,6 +71,14 @@ import Testing
     @Test func statusLayoutGolden() {
         let text = StatusRenderer(unicode: true, width: 110).render(Self.fixedReport(), now: Self.now)
         #expect(text == Self.goldenReady, "got:\n\(text)")
+    }
+
+    @Test func statusShowsTrafficWhenNetworkingCountsIt() {
+        var report = Self.fixedReport()
+        #expect(!StatusRenderer(unicode: true, width: 110).render(report, now: Self.now).contains("traffic"))
+        report.work.traffic = StatusReport.Traffic(contracts: 2, publicBytes: 3 << 20, privateBytes: 512 << 10)
+        let text = StatusRenderer(unicode: true, width: 110).render(report, now: Self.now)
+        #expect(text.contains("  traffic     3.0 MiB public, 512.0 KiB private (2 networks)\n"), "got:\n\(text)")
     }
 
     static let goldenNotReady = """
@@ -188,7 +197,7 @@ import Testing
         init(_ name: String) throws {
             self.name = name
             fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            guard fd >= 0, var (address, length) = SystemdNotifier.address(name) else { throw POSIXError(.EINVAL) }
+            guard fd >= 0, case (var address, let length)? = SystemdNotifier.address(name) else { throw POSIXError(.EINVAL) }
             let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
             guard bound == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
             var timeout = timeval(tv_sec: 5, tv_usec: 0)
@@ -267,7 +276,8 @@ import Testing
                                  sets: 250, bytesWritten: 4096, bytesRead: 8192, corruptFound: 0, namespaces: 1, storedBytes: 1000, diskBytes: 1500)
         let snapshot = MetricsSnapshot(status: Self.fixedReport(), workloadsByTypeAndState: ["zdb": ["ok": 8], "volume": ["ok": 19, "error": 1]],
                                        shard: stats,
-                                       containers: [ContainerUsage(id: "wl-12-web", cpuSeconds: 12.5, memoryBytes: 300 << 20, memoryLimitBytes: 1 << 30, pids: 3)])
+                                       containers: [ContainerUsage(id: "wl-12-web", cpuSeconds: 12.5, memoryBytes: 300 << 20, memoryLimitBytes: 1 << 30, pids: 3)],
+                                       traffic: [ContractTraffic(contractID: 12, publicIn: 1000, publicOut: 2500, privateBytes: 700)])
         let text = String(decoding: MetricsExporter.exposition(snapshot), as: UTF8.self)
         let series = try Self.parseExposition(text)
         let gib = Double(1 << 30)
@@ -290,6 +300,8 @@ import Testing
         #expect(series["node_agent_shard_connections"] == 2)
         #expect(series["node_agent_container_cpu_seconds_total{container=\"wl-12-web\"}"] == 12.5)
         #expect(series["node_agent_container_memory_bytes{container=\"wl-12-web\"}"] == Double(300 << 20))
+        #expect(series["node_agent_contract_traffic_bytes_total{contract=\"12\",kind=\"public_out\"}"] == 2500)
+        #expect(series["node_agent_contract_traffic_bytes_total{contract=\"12\",kind=\"private\"}"] == 700)
         #expect(text.contains("# TYPE node_agent_shard_commands_total counter"))
         #expect(text.contains("# TYPE node_agent_ready gauge"))
     }
@@ -422,7 +434,51 @@ import Testing
     }
 
     @Test func deploymentStateFromWorkloads() {
-        #expect(AgentRuntime.deploymentState(removing: true, workloads: []) == "removing")
+        func row(_ state: String, desired: Bool = true) -> DeploymentStore.WorkloadSummary {
+            .init(contractID: 1, name: "w", type: "zdb", desired: desired, state: state, message: "", removing: false)
+        }
+        #expect(AgentRuntime.deploymentState(removing: true, workloads: [row("ok")]) == "removing")
         #expect(AgentRuntime.deploymentState(removing: false, workloads: []) == "ok")
+        #expect(AgentRuntime.deploymentState(removing: false, workloads: [row("ok"), row("init")]) == "deploying")
+        #expect(AgentRuntime.deploymentState(removing: false, workloads: [row("paused"), row("init")]) == "paused")
+        #expect(AgentRuntime.deploymentState(removing: false, workloads: [row("paused"), row("error")]) == "error")
+        // A workload on its way out does not make the deployment fail.
+        #expect(AgentRuntime.deploymentState(removing: false, workloads: [row("ok"), row("error", desired: false)]) == "ok")
+    }
+
+    // MARK: install with systemd
+
+    @Test func installCallsSystemctlOnlyForWhatChanged() throws {
+        let root = NSTemporaryDirectory() + "install-systemctl-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let binary = root + "-binary"
+        try Data("#!/bin/sh\n".utf8).write(to: URL(fileURLWithPath: binary))
+        defer { unlink(binary) }
+        final class Calls: @unchecked Sendable { var list = [[String]](); var lines = [String]() }
+        let calls = Calls()
+        var installer = Installer(root: root, usesSystemd: true)
+        installer.systemctl = { calls.list.append($0); return 0 }
+        installer.output = { calls.lines.append($0) }
+        let options = Installer.InstallOptions(binary: binary, farmID: 2, ledgerPath: "/var/lib/grid-ledger/ledger.sqlite", now: false)
+
+        try installer.install(options)
+        #expect(calls.list == [["daemon-reload"], ["enable", "node-agent.service"], ["try-restart", "node-agent.service"]])
+        calls.list = []
+        try installer.install(options)
+        #expect(calls.list == [["enable", "node-agent.service"]])
+        calls.list = []
+        var now = options
+        now.now = true
+        try installer.install(now)
+        #expect(calls.list == [["enable", "node-agent.service"], ["start", "node-agent.service"]])
+        calls.list = []
+        try Data("#!/bin/sh\nexit 0\n".utf8).write(to: URL(fileURLWithPath: binary))
+        try installer.install(now)
+        #expect(calls.list == [["enable", "node-agent.service"], ["restart", "node-agent.service"]])
+        #expect(calls.lines.contains("updated   \(root)/usr/local/bin/node-agent"))
+        calls.list = []
+        try installer.uninstall()
+        #expect(calls.list == [["disable", "--now", "node-agent.service"], ["daemon-reload"]])
+        #expect(calls.lines.contains { $0.contains("containers of running deployments keep running") })
     }
 }

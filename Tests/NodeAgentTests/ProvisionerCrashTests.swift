@@ -38,6 +38,7 @@ import FoundationNetworking
             text = text.replacingOccurrences(of: "listen = \"0.0.0.0:9900\"", with: "listen = \"127.0.0.1:\(try ShardServerDaemonTests.freePort())\"")
             text = text.replacingOccurrences(of: "api_listen = \"127.0.0.1:2021\"", with: "api_listen = \"127.0.0.1:\(apiPort)\"")
             try text.write(toFile: config, atomically: true, encoding: .utf8)
+            try FarmerOperationsTests.isolateOperations(config: config, dir: dir)
         }
 
         func start() throws {
@@ -70,7 +71,7 @@ import FoundationNetworking
         func cleanUp() {
             kill9()
             GridHarness.removeContainers(stateDir: state)
-            if let mounts = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) {
+            if let mounts = KernelFile.read("/proc/self/mountinfo") {
                 for line in mounts.split(separator: "\n") {
                     let fields = line.split(separator: " ")
                     if fields.count > 4, fields[4].hasPrefix(dir) {
@@ -86,7 +87,7 @@ import FoundationNetworking
         }
 
         func mountedVolumes() -> Set<String> {
-            guard let mounts = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return [] }
+            guard let mounts = KernelFile.read("/proc/self/mountinfo") else { return [] }
             return Set(mounts.split(separator: "\n").compactMap { line in
                 let fields = line.split(separator: " ")
                 guard fields.count > 4, fields[4].hasPrefix(state + "/volumes/") else { return nil }

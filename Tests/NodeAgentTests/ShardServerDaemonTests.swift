@@ -40,6 +40,7 @@ import Glibc
         #expect(text.contains("data_dirs = [\"\(state)/shards\"]"))
         text = text.replacingOccurrences(of: "listen = \"0.0.0.0:9900\"", with: "listen = \"127.0.0.1:\(port)\"")
         try text.write(toFile: config, atomically: true, encoding: .utf8)
+        try FarmerOperationsTests.isolateOperations(config: config, dir: dir)
 
         let (agent, _, agentErr) = try CLI.start(["run", "--config", config])
         let pid = agent.processIdentifier

@@ -66,6 +66,7 @@ import Testing
         text = text.replacingOccurrences(of: "\nenabled = true\n", with: "\nenabled = false\n")
         text = text.replacingOccurrences(of: "api_listen = \"127.0.0.1:2021\"", with: "api_listen = \"127.0.0.1:\(try ShardServerDaemonTests.freePort())\"")
         try text.write(toFile: config, atomically: true, encoding: .utf8)
+        try FarmerOperationsTests.isolateOperations(config: config, dir: dir)
         let (agent, _, agentErr) = try CLI.start(["run", "--config", config])
         defer { if agent.isRunning { kill(agent.processIdentifier, SIGKILL) } }
 

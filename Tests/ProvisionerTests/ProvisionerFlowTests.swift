@@ -1,6 +1,7 @@
 import ChainClient
 import Foundation
 import GridTypes
+import Synchronization
 import Testing
 @testable import Provisioner
 
@@ -102,6 +103,25 @@ import Testing
         // Refused whole: the container's CPU and memory, which would have fitted, were not taken either.
         #expect(try await h.provisioner.statistics().used == Resources(hru: 1 << 30, sru: 4 << 30))
         #expect(refusal?.description.contains("needs 16777216, 0 of 4294967296 allocatable is free") == true)
+    }
+
+    @Test func nodeConditionsHoldBackNewDeploymentsOnly() async throws {
+        let h = try ProvisionerHarness()
+        let running = try await h.contracted(ProvisionerHarness.deployment(workloads: ProvisionerHarness.storage))
+        try await h.provisioner.deploy(running, caller: h.ownerTwin)
+        let pressure = Mutex<String?>("MemoryPressure=True: 3% of memory available")
+        await h.provisioner.setAdmissionBlocker { pressure.withLock { $0 } }
+
+        let fresh = try await h.contracted(ProvisionerHarness.deployment(workloads: [Workload(name: "v", data: .volume(DiskData(size: 16 << 20)))]))
+        let refusal = await error { try await h.provisioner.deploy(fresh, caller: h.ownerTwin) }
+        #expect(refusal == .nodeUnderPressure("MemoryPressure=True: 3% of memory available") && refusal?.httpStatus == 503)
+        #expect(refusal?.description.contains("running ones keep running") == true)
+        #expect(try await h.provisioner.store.deployment(contractID: fresh.contractID) == nil)
+        // The deployment already admitted is untouched; once the pressure clears, the same request is admitted.
+        #expect(try await waitUntil { try await h.results(running.contractID).values.allSatisfy { $0 == .ok } })
+        pressure.withLock { $0 = nil }
+        try await h.provisioner.deploy(fresh, caller: h.ownerTwin)
+        #expect(try await h.provisioner.store.deployment(contractID: fresh.contractID) != nil)
     }
 
     @Test func concurrentDeploysNeverOvercommit() async throws {

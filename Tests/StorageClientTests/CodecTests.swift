@@ -133,6 +133,29 @@ import Testing
         #expect(throws: StorageError.self) { try shorter.decode(block: 1, entry: b1.entry, shards: shards(b1), decompressors: decompressors) }
     }
 
+    /// One workspace reused block after block, as get and put use them, with data shards missing
+    /// in some blocks: every block decodes to its own bytes (nothing left over from the block
+    /// before), and a shard cut short is refused rather than decoded from stale bytes.
+    @Test func reusedWorkspacesDecodeEachBlockAlone() throws {
+        let data = compressibleBytes(4096 * 5 + 100, seed: 6) + randomBytes(4096 * 2, seed: 7)
+        let c = try codec(size: UInt64(data.count))
+        let decode = DecodeWorkspace(), encode = EncodeWorkspace()
+        let drops: [Set<Int>] = [[], [0, 1], [], [2], [0, 3], [], [1], [4]]
+        for block in 0..<c.blockCount {
+            let start = block * c.blockSize
+            let slice = Array(data[start..<min(data.count, start + c.blockSize)])
+            let encoded = try slice.withUnsafeBytes { try c.encode(block: block, plaintext: $0, compressors: compressors, workspace: encode) }
+            let plain = try c.decode(block: block, entry: encoded.entry, shards: shards(encoded, drop: drops[block % drops.count]),
+                                     decompressors: decompressors, workspace: decode) { Array($0) }
+            #expect(plain == slice, "block \(block)")
+            var cut = shards(encoded)
+            cut[1] = cut[1]?.getSlice(at: 0, length: (cut[1]?.readableBytes ?? 1) - 1)
+            #expect(throws: StorageError.self) {
+                try c.decode(block: block, entry: encoded.entry, shards: cut, decompressors: decompressors, workspace: decode) { Array($0) }
+            }
+        }
+    }
+
     @Test func shardChecksumsCatchAnyChangedByte() throws {
         let data = randomBytes(5000, seed: 5)
         let c = try codec(size: UInt64(data.count))

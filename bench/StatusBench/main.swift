@@ -123,6 +123,9 @@ text = text.replacingOccurrences(of: "listen = \"0.0.0.0:9900\"", with: "listen 
 text = text.replacingOccurrences(of: "api_listen = \"127.0.0.1:2021\"", with: "api_listen = \"127.0.0.1:\(apiPort)\"")
 text = text.replacingOccurrences(of: "socket = \"/run/node-agent/admin.sock\"", with: "socket = \"\(socketPath)\"")
 text = text.replacingOccurrences(of: "metrics_listen = \"127.0.0.1:9101\"", with: "metrics_listen = \"127.0.0.1:\(freePort())\"")
+// Its own network names: an agent sweeps the interfaces and nft tables under its prefix it has no record of.
+text = text.replacingOccurrences(of: "prefix = \"na\"", with: "prefix = \"sbn\"")
+text = text.replacingOccurrences(of: "table = \"node_agent\"", with: "table = \"node_agent_status_bench\"")
 try text.write(toFile: config, atomically: true, encoding: .utf8)
 
 let agent = Process()

@@ -24,6 +24,7 @@ import StorageClient
 
 struct Config: Sendable {
     var sizeMiB = 1024, k = 4, m = 2, blockMiB = 4, level: Int32 = 3, parallel = 4, rounds = 3, dataKind = "mixed"
+    var trace = false
     /// tmpfs when there is one: the figures are the client's, not the VM disk's writeback.
     var baseDir = FileManager.default.isWritableFile(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
 }
@@ -32,6 +33,7 @@ func parseArguments() -> Config {
     var c = Config()
     var args = CommandLine.arguments.dropFirst()
     while let flag = args.popFirst() {
+        if flag == "--trace" { c.trace = true; continue }
         let value = args.popFirst() ?? ""
         switch flag {
         case "--size-mib": c.sizeMiB = Int(value) ?? c.sizeMiB
@@ -51,29 +53,101 @@ func parseArguments() -> Config {
     return c
 }
 
+/// What the machine was doing during a phase: this process's CPU time (client, servers, stages:
+/// all in this process), every process's (from /proc/stat), and the load average at its end.
+struct Usage {
+    var processCPU = 0.0, machineBusy = 0.0, machineTotal = 0.0
+
+    static func sample() -> Usage {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let cpu = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+        // First line of /proc/stat: user nice system idle iowait irq softirq steal (in ticks).
+        let fields = ((try? String(contentsOfFile: "/proc/stat", encoding: .utf8)) ?? "").split(separator: "\n").first?
+            .split(separator: " ").dropFirst().compactMap { Double($0) } ?? []
+        let total = fields.prefix(8).reduce(0, +)
+        let idle = fields.count > 4 ? fields[3] + fields[4] : total
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        return Usage(processCPU: cpu, machineBusy: (total - idle) / ticks, machineTotal: total / ticks)
+    }
+
+    static func - (a: Usage, b: Usage) -> Usage {
+        Usage(processCPU: a.processCPU - b.processCPU, machineBusy: a.machineBusy - b.machineBusy, machineTotal: a.machineTotal - b.machineTotal)
+    }
+
+    static func loadAverage() -> String {
+        ((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)) ?? "?").split(separator: " ").prefix(3).joined(separator: " ")
+    }
+}
+
+/// A phase's wall time and what the machine did meanwhile.
+struct Phase {
+    var seconds = 0.0
+    var usage = Usage()
+    var load = ""
+
+    /// "cpu 1.85 of 2 cores (others 0.10), load 2.1": cores this process kept busy, cores other
+    /// processes took, one-minute load average at the end.
+    func describe(cores: Int) -> String {
+        let own = usage.processCPU / seconds
+        let all = usage.machineBusy / max(1e-9, usage.machineTotal) * Double(cores)
+        return String(format: "cpu %.2f of %d (others %.2f), load %@", own, cores, max(0, all - own), load)
+    }
+}
+
+/// Times `body` and samples the machine around it; with `--trace`, prints CLOCK_MONOTONIC marks
+/// (for `perf record -k CLOCK_MONOTONIC` and `perf report --time`).
+func phase<T>(_ name: String, trace: Bool, _ body: () async throws -> T) async rethrows -> (T, Phase) {
+    let before = Usage.sample()
+    let start = now()
+    if trace { print(String(format: "trace %@ start %.6f", name, start)) }
+    let value = try await body()
+    let end = now()
+    if trace { print(String(format: "trace %@ end %.6f", name, end)) }
+    return (value, Phase(seconds: end - start, usage: Usage.sample() - before, load: Usage.loadAverage()))
+}
+
 func now() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
+/// Every block's bytes at each stage, kept for the next stage. Filled before timing (allocation
+/// and page faults are not what a stage measures); each block is written by one worker only.
 final class Blocks: @unchecked Sendable {
-    var plain: [[UInt8]] = []
-    var compressed: [[UInt8]] = []
-    var sealed: [[UInt8]] = []
-    let lock = NSLock()
+    var plain: [UnsafeMutableRawBufferPointer] = []
+    /// Room for zstd's bound; `compressedLength` says how much holds the block's payload
+    /// (the block itself when zstd does not shrink it, as the client stores it).
+    var compressed: [UnsafeMutableRawBufferPointer] = []
+    var compressedLength: [Int] = []
+    /// Ciphertext and tag, zero-padded to k shards of equal length.
+    var sealed: [UnsafeMutableRawBufferPointer] = []
+    var sealedLength: [Int] = []
 }
 
-/// Reused zstd contexts, as the client keeps them (creating one per block would be measured too).
-final class Contexts: @unchecked Sendable {
+/// Reused per-worker state, as the client keeps it: zstd contexts (creating one per block would
+/// be measured too) and scratch buffers of a block's size (a fresh one per block costs a page
+/// fault and a kernel zero-fill per page, which the client does not pay either).
+final class Reusables: @unchecked Sendable {
     private let lock = NSLock()
     private var c: [OpaquePointer] = [], d: [OpaquePointer] = []
+    private var buffers: [UnsafeMutableRawBufferPointer] = []
+    let bufferSize: Int
+    init(bufferSize: Int) { self.bufferSize = bufferSize }
     func takeC() -> OpaquePointer? { lock.lock(); defer { lock.unlock() }; return c.popLast() ?? ZSTD_createCCtx() }
     func giveC(_ p: OpaquePointer?) { lock.lock(); if let p { c.append(p) }; lock.unlock() }
     func takeD() -> OpaquePointer? { lock.lock(); defer { lock.unlock() }; return d.popLast() ?? ZSTD_createDCtx() }
     func giveD(_ p: OpaquePointer?) { lock.lock(); if let p { d.append(p) }; lock.unlock() }
+    func takeBuffer() -> UnsafeMutableRawBufferPointer {
+        lock.lock(); defer { lock.unlock() }
+        if let b = buffers.popLast() { return b }
+        let b = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 64)
+        b.initializeMemory(as: UInt8.self, repeating: 0)  // touched once, outside any timing that matters
+        return b
+    }
+    func giveBuffer(_ b: UnsafeMutableRawBufferPointer) { lock.lock(); buffers.append(b); lock.unlock() }
 }
-let contexts = Contexts()
 
 func run(_ config: Config) async throws {
     let sizeMiB = config.sizeMiB, k = config.k, m = config.m, blockMiB = config.blockMiB, level = config.level
@@ -127,112 +201,141 @@ func run(_ config: Config) async throws {
 
     // MARK: - Stages alone
 
-    /// Runs `body(block)` for every block with `parallel` blocks at a time; returns seconds.
-    func timed(_ body: @escaping @Sendable (Int) -> Void) -> Double {
+    /// A stage's wall time over the whole file and the CPU time this process spent on it.
+    struct Timing { var seconds = 0.0, cpu = 0.0 }
+
+    /// Runs `body(block)` for every block with `parallel` blocks at a time.
+    func timed(_ body: @escaping @Sendable (Int) -> Void) -> Timing {
+        let before = Usage.sample()
         let start = now()
         let queue = OperationQueue()
         queue.maxConcurrentOperationCount = parallel
         for block in 0..<blocks { queue.addOperation { body(block) } }
         queue.waitUntilAllOperationsAreFinished()
-        return now() - start
+        return Timing(seconds: now() - start, cpu: (Usage.sample() - before).processCPU)
     }
 
     let store = Blocks()
-    let reader = try FileHandle(forReadingFrom: URL(fileURLWithPath: inputPath))
-    for _ in 0..<blocks { store.plain.append(Array(try reader.read(upToCount: blockSize) ?? Data())) }
-    try reader.close()
-    store.compressed = Array(repeating: [], count: blocks)
-    store.sealed = Array(repeating: [], count: blocks)
+    let tag = Int(crypto_aead_xchacha20poly1305_ietf_ABYTES)
+    do {
+        let reader = try FileHandle(forReadingFrom: URL(fileURLWithPath: inputPath))
+        for _ in 0..<blocks {
+            let bytes = try reader.read(upToCount: blockSize) ?? Data()
+            let plain = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, bytes.count), alignment: 64)
+            bytes.withUnsafeBytes { plain.copyMemory(from: $0) }
+            store.plain.append(UnsafeMutableRawBufferPointer(rebasing: plain[0..<bytes.count]))
+            for target in [\Blocks.compressed, \Blocks.sealed] {
+                let room = UnsafeMutableRawBufferPointer.allocate(byteCount: ZSTD_compressBound(blockSize) + tag + k + 64, alignment: 64)
+                room.initializeMemory(as: UInt8.self, repeating: 0)
+                store[keyPath: target].append(room)
+            }
+        }
+        try reader.close()
+        store.compressedLength = Array(repeating: 0, count: blocks)
+        store.sealedLength = Array(repeating: 0, count: blocks)
+    }
+    let reusables = Reusables(bufferSize: ZSTD_compressBound(blockSize) + tag + 2 * (k + m) * (blockSize / k + 64))
 
     let fileKey = [UInt8](repeating: 7, count: 32)
     let nonce = [UInt8](repeating: 1, count: 24)
-    let ad = [UInt8](repeating: 2, count: 48)
+    let ad = [UInt8](repeating: 2, count: 57)  // the client's associated data is 57 bytes
+
+    var generated = [UInt8](repeating: 0, count: (k + m) * k)
+    gf_gen_cauchy1_matrix(&generated, Int32(k + m), Int32(k))
+    let matrix = generated
+    var generatedTables = [UInt8](repeating: 0, count: 32 * k * m)
+    do {
+        var parityRows = Array(matrix[(k * k)...])
+        ec_init_tables(Int32(k), Int32(m), &parityRows, &generatedTables)
+    }
+    let encodeTables = generatedTables
+    let lost = Array(0..<min(m, k))
 
     struct StageTimes {
-        var zstd = 0.0, seal = 0.0, ec = 0.0, hash = 0.0, open = 0.0, unzstd = 0.0, ecDecode = 0.0
+        var zstd = Timing(), seal = Timing(), ec = Timing(), hash = Timing(), open = Timing(), unzstd = Timing(), ecDecode = Timing()
+        var readInput = Timing(), writeOutput = Timing()
     }
     var compressedBytes = 0, shardBytes = 0
+    @Sendable func shardLength(_ block: Int) -> Int { (store.sealedLength[block] + k - 1) / k }
+    /// Each stage does what the client does to a block, with the same libraries and calls, reading
+    /// the previous stage's output; outputs go to buffers allocated before timing.
     func measureStages() -> StageTimes {
-        let zstdSeconds = timed { block in
-            let source = store.plain[block]
-            var out = [UInt8](repeating: 0, count: ZSTD_compressBound(source.count))
-            let context = contexts.takeC()
-            let n = ZSTD_compressCCtx(context, &out, out.count, source, source.count, level)
-            contexts.giveC(context)
-            let result = n < source.count ? Array(out[0..<n]) : source
-            store.lock.lock(); store.compressed[block] = result; store.lock.unlock()
+        var t = StageTimes()
+        t.zstd = timed { block in
+            let source = store.plain[block], out = store.compressed[block]
+            let context = reusables.takeC()
+            let n = ZSTD_compressCCtx(context, out.baseAddress, out.count, source.baseAddress, source.count, level)
+            reusables.giveC(context)
+            // Incompressible blocks are stored as they are (the client copies them, too).
+            if ZSTD_isError(n) != 0 || n >= source.count {
+                if let base = source.baseAddress { out.baseAddress?.copyMemory(from: base, byteCount: source.count) }
+                store.compressedLength[block] = -source.count
+            } else {
+                store.compressedLength[block] = n
+            }
         }
-        compressedBytes = store.compressed.reduce(0) { $0 + $1.count }
+        compressedBytes = store.compressedLength.reduce(0) { $0 + abs($1) }
 
-        let sealSeconds = timed { block in
-            var buffer = store.compressed[block] + [UInt8](repeating: 0, count: 16)
+        t.seal = timed { block in
+            let source = store.compressed[block], out = store.sealed[block]
+            let length = abs(store.compressedLength[block])
             var outLength: UInt64 = 0
-            let count = buffer.count - 16
-            buffer.withUnsafeMutableBufferPointer { p in
-                guard let base = p.baseAddress else { return }
-                _ = crypto_aead_xchacha20poly1305_ietf_encrypt(base, &outLength, base, UInt64(count), ad, UInt64(ad.count), nil, nonce, fileKey)
-            }
-            store.lock.lock(); store.sealed[block] = buffer; store.lock.unlock()
+            guard let target = out.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                  let input = source.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+            _ = crypto_aead_xchacha20poly1305_ietf_encrypt(target, &outLength, input, UInt64(length), ad, UInt64(ad.count), nil, nonce, fileKey)
+            let s = (Int(outLength) + k - 1) / k
+            UnsafeMutableRawBufferPointer(rebasing: out[Int(outLength)..<(s * k)]).initializeMemory(as: UInt8.self, repeating: 0)
+            store.sealedLength[block] = Int(outLength)
+        }
+        shardBytes = (0..<blocks).reduce(0) { $0 + shardLength($1) * (k + m) }
+
+        t.ec = timed { block in
+            let s = shardLength(block)
+            guard let data = store.sealed[block].baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+            let scratch = reusables.takeBuffer()
+            guard let parity = scratch.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+            var sources: [UnsafeMutablePointer<UInt8>?] = (0..<k).map { data + $0 * s }
+            var outputs: [UnsafeMutablePointer<UInt8>?] = (0..<m).map { parity + $0 * s }
+            var tables = encodeTables
+            ec_encode_data(Int32(s), Int32(k), Int32(m), &tables, &sources, &outputs)
+            reusables.giveBuffer(scratch)
         }
 
-        var generated = [UInt8](repeating: 0, count: (k + m) * k)
-        gf_gen_cauchy1_matrix(&generated, Int32(k + m), Int32(k))
-        let matrix = generated
-        var parityRows = Array(matrix[(k * k)...])
-        var tables = [UInt8](repeating: 0, count: 32 * k * m)
-        ec_init_tables(Int32(k), Int32(m), &parityRows, &tables)
-        let encodeTables = tables
-        shardBytes = store.sealed.reduce(0) { $0 + ($1.count + k - 1) / k * (k + m) }
-
-        let ecSeconds = timed { block in
-            let sealed = store.sealed[block]
-            let s = (sealed.count + k - 1) / k
-            var data = sealed + [UInt8](repeating: 0, count: s * k - sealed.count)
-            var parity = [UInt8](repeating: 0, count: s * m)
-            var t = encodeTables
-            data.withUnsafeMutableBufferPointer { d in
-                parity.withUnsafeMutableBufferPointer { p in
-                    guard let dataBase = d.baseAddress, let parityBase = p.baseAddress else { return }
-                    var sources: [UnsafeMutablePointer<UInt8>?] = (0..<k).map { dataBase + $0 * s }
-                    var outputs: [UnsafeMutablePointer<UInt8>?] = (0..<m).map { parityBase + $0 * s }
-                    ec_encode_data(Int32(s), Int32(k), Int32(m), &t, &sources, &outputs)
-                }
-            }
-        }
-
-        let hashSeconds = timed { block in
-            let sealed = store.sealed[block]
-            let s = (sealed.count + k - 1) / k
+        t.hash = timed { block in
+            let s = shardLength(block)
+            guard let data = store.sealed[block].baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
             var out = [UInt8](repeating: 0, count: 32)
-            for i in 0..<(k + m) {
-                let slice = i < k ? Array(sealed[min(sealed.count, i * s)..<min(sealed.count, (i + 1) * s)]) : Array(sealed[0..<min(s, sealed.count)])
-                crypto_generichash(&out, 32, slice, UInt64(slice.count), nil, 0)
-            }
+            // k data shards, and m more of the same length standing in for the parity.
+            for i in 0..<(k + m) { crypto_generichash(&out, 32, data + (i % k) * s, UInt64(s), nil, 0) }
         }
 
-        // Decode direction: open (decrypt + verify) and decompress; ISA-L rebuilding m lost data shards.
-        let openSeconds = timed { block in
-            var buffer = store.sealed[block]
+        // Decode direction, the inverse stages: open (decrypt + tag check), decompress, and ISA-L
+        // rebuilding the m lost data shards (tables from the inverted matrix per block, as the client).
+        t.open = timed { block in
+            let scratch = reusables.takeBuffer()
             var outLength: UInt64 = 0
-            let count = buffer.count
-            buffer.withUnsafeMutableBufferPointer { p in
-                guard let base = p.baseAddress else { return }
-                _ = crypto_aead_xchacha20poly1305_ietf_decrypt(base, &outLength, nil, base, UInt64(count), ad, UInt64(ad.count), nonce, fileKey)
-            }
+            guard let target = scratch.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                  let input = store.sealed[block].baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+            let rc = crypto_aead_xchacha20poly1305_ietf_decrypt(target, &outLength, nil, input, UInt64(store.sealedLength[block]),
+                                                               ad, UInt64(ad.count), nonce, fileKey)
+            precondition(rc == 0, "the bench's own block does not open")
+            reusables.giveBuffer(scratch)
         }
-        let unzstdSeconds = timed { block in
-            let compressed = store.compressed[block]
-            guard compressed.count < store.plain[block].count else { return }
-            var out = [UInt8](repeating: 0, count: store.plain[block].count)
-            let context = contexts.takeD()
-            _ = ZSTD_decompressDCtx(context, &out, out.count, compressed, compressed.count)
-            contexts.giveD(context)
+        t.unzstd = timed { block in
+            let length = store.compressedLength[block]
+            guard length > 0 else { return }  // stored as it was: nothing to decompress
+            let scratch = reusables.takeBuffer()
+            let context = reusables.takeD()
+            let n = ZSTD_decompressDCtx(context, scratch.baseAddress, store.plain[block].count, store.compressed[block].baseAddress, length)
+            precondition(n == store.plain[block].count, "the bench's own block does not decompress")
+            reusables.giveD(context)
+            reusables.giveBuffer(scratch)
         }
-        let lost = Array(0..<min(m, k))
-        let ecDecodeSeconds = timed { block in
-            let sealed = store.sealed[block]
-            let s = (sealed.count + k - 1) / k
-            // Sources: the data shards that survived plus enough parity (contents do not change the cost).
+        t.ecDecode = timed { block in
+            let s = shardLength(block)
+            guard let data = store.sealed[block].baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+            let scratch = reusables.takeBuffer()
+            guard let targets = scratch.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
             let sources = Array((0..<(k + m)).filter { !lost.contains($0) }.prefix(k))
             var b = [UInt8](repeating: 0, count: k * k), inverse = [UInt8](repeating: 0, count: k * k)
             for (r, index) in sources.enumerated() { for c in 0..<k { b[r * k + c] = matrix[index * k + c] } }
@@ -241,16 +344,34 @@ func run(_ config: Config) async throws {
             for (t, index) in lost.enumerated() { for c in 0..<k { coefficients[t * k + c] = inverse[index * k + c] } }
             var decodeTables = [UInt8](repeating: 0, count: 32 * k * max(1, lost.count))
             ec_init_tables(Int32(k), Int32(lost.count), &coefficients, &decodeTables)
-            var work = [UInt8](repeating: 0, count: s * (k + lost.count))
-            work.withUnsafeMutableBufferPointer { w in
-                guard let base = w.baseAddress else { return }
-                var src: [UnsafeMutablePointer<UInt8>?] = (0..<k).map { base + $0 * s }
-                var dst: [UnsafeMutablePointer<UInt8>?] = (0..<lost.count).map { base + (k + $0) * s }
-                ec_encode_data(Int32(s), Int32(k), Int32(lost.count), &decodeTables, &src, &dst)
-            }
+            // Sources: the surviving data shards and, standing in for parity, others of the same
+            // length (the contents do not change the cost).
+            var src: [UnsafeMutablePointer<UInt8>?] = (0..<k).map { data + ($0 % k) * s }
+            var dst: [UnsafeMutablePointer<UInt8>?] = (0..<lost.count).map { targets + $0 * s }
+            ec_encode_data(Int32(s), Int32(k), Int32(lost.count), &decodeTables, &src, &dst)
+            reusables.giveBuffer(scratch)
         }
-        return StageTimes(zstd: zstdSeconds, seal: sealSeconds, ec: ecSeconds, hash: hashSeconds, open: openSeconds, unzstd: unzstdSeconds,
-                          ecDecode: ecDecodeSeconds)
+        // The file I/O put and get do besides the stages: pread of the input, and pwrite of a
+        // new file in the same directory (as get's temporary file; then fsync, like get).
+        let inputFD = open(inputPath, O_RDONLY | O_CLOEXEC)
+        t.readInput = timed { block in
+            let scratch = reusables.takeBuffer()
+            let n = pread(inputFD, scratch.baseAddress, store.plain[block].count, off_t(block) * off_t(blockSize))
+            precondition(n == store.plain[block].count, "short read of the bench's input")
+            reusables.giveBuffer(scratch)
+        }
+        close(inputFD)
+        let outputPath = dir + "/stage-output.bin"
+        let outputFD = open(outputPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        t.writeOutput = timed { block in
+            let plain = store.plain[block]
+            let n = pwrite(outputFD, plain.baseAddress, plain.count, off_t(block) * off_t(blockSize))
+            precondition(n == plain.count, "short write of the bench's output")
+            if block == blocks - 1 { fsync(outputFD) }
+        }
+        close(outputFD)
+        unlink(outputPath)
+        return t
     }
 
     // MARK: - Servers and the client
@@ -258,10 +379,11 @@ func run(_ config: Config) async throws {
     struct PipelineTimes {
         var put = 0.0, get = 0.0, degraded = 0.0
         var same = false
+        var phases: [(String, Phase)] = []
+        var decodedBlocks = 0, degradedDecodedBlocks = 0
     }
     var logger = Logger(label: "bench")
     logger.logLevel = .error
-    let lost = Array(0..<min(m, k))
     let settleSeconds = Double(ProcessInfo.processInfo.environment["BENCH_SETTLE_SECONDS"] ?? "") ?? 3
     func measurePipeline(round: Int) async throws -> PipelineTimes {
         var servers: [ShardServer] = []
@@ -281,27 +403,38 @@ func run(_ config: Config) async throws {
         let client = StorageClient(key: TwinStorageKey(keyPair: try Ed25519KeyPair.generate()),
                                    localStore: LocalFileStore(directory: dir + "/files"), parallelBlocks: parallel)
         let options = StorageOptions(k: k, m: m, blockSize: blockSize, zstdLevel: Int(level), parallelBlocks: parallel)
-        let put = try await client.put(path: inputPath, placement: endpoints, options: options)
+        let trace = config.trace
+        let (put, putPhase) = try await phase("put", trace: trace) { try await client.put(path: inputPath, placement: endpoints, options: options) }
         let output = dir + "/output.bin"
         // Let the servers finish what a burst of writes leaves them (index snapshots, page cache
         // work) first: a get usually comes long after the put.
         try await Task.sleep(for: .seconds(settleSeconds))
-        let get = try await client.get(fileID: put.fileID, to: output)
+        let (get, getPhase) = try await phase("get", trace: trace) { try await client.get(fileID: put.fileID, to: output) }
         let same = FileManager.default.contentsEqual(atPath: inputPath, andPath: output)
         try? FileManager.default.removeItem(atPath: output)
         for i in lost { try await servers[i].stop() }
-        let degraded = try await client.get(fileID: put.fileID, to: output)
+        let (degraded, degradedPhase) = try await phase("degraded", trace: trace) { try await client.get(fileID: put.fileID, to: output) }
         try? FileManager.default.removeItem(atPath: output)
         for (i, server) in servers.enumerated() where !lost.contains(i) { try await server.stop() }
         try? FileManager.default.removeItem(atPath: dir + "/round-\(round)")
-        return PipelineTimes(put: put.seconds, get: get.seconds, degraded: degraded.seconds, same: same)
+        return PipelineTimes(put: put.seconds, get: get.seconds, degraded: degraded.seconds, same: same,
+                             phases: [("put", putPhase), ("get", getPhase), ("get, \(lost.count) down", degradedPhase)],
+                             decodedBlocks: get.decodedBlocks, degradedDecodedBlocks: degraded.decodedBlocks)
     }
 
     var stageRounds: [StageTimes] = []
     var pipelineRounds: [PipelineTimes] = []
+    var stagePhases: [Phase] = []
+    let cores = ProcessInfo.processInfo.activeProcessorCount
     for round in 0..<config.rounds {
-        stageRounds.append(measureStages())
-        pipelineRounds.append(try await measurePipeline(round: round))
+        let (stages, stagePhase) = await phase("stages", trace: config.trace) { measureStages() }
+        stageRounds.append(stages)
+        stagePhases.append(stagePhase)
+        let pipeline = try await measurePipeline(round: round)
+        pipelineRounds.append(pipeline)
+        print("round \(round + 1): stages \(stagePhase.describe(cores: cores)); "
+              + pipeline.phases.map { "\($0.0) \($0.1.describe(cores: cores))" }.joined(separator: "; ")
+              + "; blocks decoded: get \(pipeline.decodedBlocks), degraded \(pipeline.degradedDecodedBlocks)")
     }
 
     // MARK: - Report
@@ -312,45 +445,82 @@ func run(_ config: Config) async throws {
         return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
     }
     let file = size
-    print(String(format: "input compressed to %.1f%% by zstd; %.0f MB of shards", Double(compressedBytes) * 100 / Double(size), Double(shardBytes) / 1e6))
+    print(String(format: "input compressed to %.1f%% by zstd, %.0f MB of shards", Double(compressedBytes) * 100 / Double(size), Double(shardBytes) / 1e6))
     print("")
-    print("stage (alone, same data, \(parallel) in flight)     file MB/s per round      median   own-input MB/s (median)")
-    func stage(_ name: String, _ seconds: (StageTimes) -> Double, own: Int) {
-        let rates = stageRounds.map { rate(file, seconds($0)) }
-        print(name.padding(toLength: 44, withPad: " ", startingAt: 0)
-              + rates.map { String(format: "%6.0f", $0) }.joined().padding(toLength: 22, withPad: " ", startingAt: 0)
-              + String(format: "%8.0f   %10.0f", median(rates), rate(own, median(stageRounds.map(seconds)))))
+    print("stage (alone, same data, \(parallel) in flight)      file MB/s per round      median   CPU s/GiB   own-input MB/s")
+    func stage(_ name: String, _ timing: (StageTimes) -> Timing, own: Int) {
+        let rates = stageRounds.map { rate(file, timing($0).seconds) }
+        let cpu = median(stageRounds.map { timing($0).cpu }) * Double(1 << 30) / Double(file)
+        print(name.padding(toLength: 46, withPad: " ", startingAt: 0)
+              + rates.map { String(format: "%6.0f", $0) }.joined().padding(toLength: max(22, 6 * config.rounds + 2), withPad: " ", startingAt: 0)
+              + String(format: "%8.0f   %9.2f   %14.0f", median(rates), cpu, rate(own, median(stageRounds.map { timing($0).seconds }))))
     }
     stage("zstd compress (level \(level))", \.zstd, own: size)
     stage("XChaCha20-Poly1305 seal", \.seal, own: compressedBytes)
     stage("ISA-L encode (\(k)+\(m))", \.ec, own: compressedBytes)
-    stage("BLAKE2b shard checksums (not in the anchor)", \.hash, own: shardBytes)
-    stage("XChaCha20-Poly1305 open", \.open, own: compressedBytes)
+    stage("BLAKE2b shard checksums", \.hash, own: shardBytes)
+    stage("XChaCha20-Poly1305 open (decrypt + tag)", \.open, own: compressedBytes)
     stage("zstd decompress", \.unzstd, own: compressedBytes)
     stage("ISA-L decode (\(lost.count) data shards lost)", \.ecDecode, own: compressedBytes)
+    stage("read the input file (pread)", \.readInput, own: size)
+    stage("write a new file (pwrite, as get's output)", \.writeOutput, own: size)
 
-    // Each round's pipeline figure against the same round's slowest stage, then the median ratio.
-    func ratios(_ pipeline: (PipelineTimes) -> Double, _ slowest: (StageTimes) -> Double) -> (rates: [Double], slow: [Double], ratios: [Double]) {
-        let rates = pipelineRounds.map { rate(file, pipeline($0)) }
-        let slow = stageRounds.map { rate(file, slowest($0)) }
-        return (rates, slow, zip(rates, slow).map { $0 / $1 })
+    /// A pipeline against the stages of the same round: `anchor` are the stages the issue names
+    /// for it (the target is against the slowest), `runs` those it actually runs on every block.
+    struct Comparison {
+        var rates: [Double] = [], slowest: [Double] = [], ratios: [Double] = []
+        var backToBack: [Double] = [], cpuRatios: [Double] = [], slowestCPURatios: [Double] = []
     }
-    let put = ratios(\.put) { max($0.zstd, $0.seal, $0.ec) }
-    let get = ratios(\.get) { max($0.open, $0.unzstd) }
-    let degraded = ratios(\.degraded) { max($0.open, $0.unzstd, $0.ecDecode) }
+    func compare(_ seconds: (PipelineTimes) -> Double, _ phase: Int, anchor: [(StageTimes) -> Timing],
+                 runs: [(StageTimes) -> Timing]) -> Comparison {
+        var c = Comparison()
+        for (stages, pipeline) in zip(stageRounds, pipelineRounds) {
+            let r = rate(file, seconds(pipeline))
+            let slow = anchor.map { rate(file, $0(stages).seconds) }.min() ?? 0
+            let slowCPU = anchor.map { $0(stages).cpu }.max() ?? 0
+            c.slowestCPURatios.append(slowCPU / pipeline.phases[phase].1.usage.processCPU)
+            c.rates.append(r)
+            c.slowest.append(slow)
+            c.ratios.append(r / slow)
+            // The stages one after another on the same cores: what a pipeline doing nothing else
+            // could reach here, when the stages cannot run on cores of their own.
+            c.backToBack.append(rate(file, runs.reduce(0) { $0 + $1(stages).seconds }))
+            c.cpuRatios.append(runs.reduce(0) { $0 + $1(stages).cpu } / pipeline.phases[phase].1.usage.processCPU)
+        }
+        return c
+    }
+    let put = compare(\.put, 0, anchor: [\.zstd, \.seal, \.ec], runs: [\.readInput, \.zstd, \.seal, \.ec, \.hash])
+    let get = compare(\.get, 1, anchor: [\.unzstd, \.open, \.ecDecode], runs: [\.open, \.unzstd, \.writeOutput])
+    let degraded = compare(\.degraded, 2, anchor: [\.unzstd, \.open, \.ecDecode], runs: [\.open, \.unzstd, \.ecDecode, \.writeOutput])
     print("")
-    print("pipeline (\(k + m) local shard servers)   MB/s per round       median MB/s   slowest stage   ratio per round     median ratio   target")
-    func line(_ name: String, _ r: (rates: [Double], slow: [Double], ratios: [Double]), target: Double?) {
-        let verdict = target.map { median(r.ratios) >= $0 ? String(format: ">= %.2f met", $0) : String(format: ">= %.2f NOT met", $0) } ?? ""
+    print("pipeline (\(k + m) local shard servers)   MB/s per round       median   slowest stage   ratio per round     median   target")
+    func line(_ name: String, _ c: Comparison, target: Double?) {
+        let verdict = target.map { median(c.ratios) >= $0 ? String(format: ">= %.2f met", $0) : String(format: ">= %.2f NOT met", $0) } ?? ""
         print(name.padding(toLength: 38, withPad: " ", startingAt: 0)
-              + r.rates.map { String(format: "%6.0f", $0) }.joined().padding(toLength: 22, withPad: " ", startingAt: 0)
-              + String(format: "%10.0f   %13.0f   ", median(r.rates), median(r.slow))
-              + r.ratios.map { String(format: "%5.2f", $0) }.joined(separator: " ").padding(toLength: 20, withPad: " ", startingAt: 0)
-              + String(format: "%11.2f   ", median(r.ratios)) + verdict)
+              + c.rates.map { String(format: "%6.0f", $0) }.joined().padding(toLength: max(22, 6 * config.rounds + 2), withPad: " ", startingAt: 0)
+              + String(format: "%6.0f   %13.0f   ", median(c.rates), median(c.slowest))
+              + c.ratios.map { String(format: "%5.2f", $0) }.joined(separator: " ").padding(toLength: max(20, 6 * config.rounds + 2), withPad: " ", startingAt: 0)
+              + String(format: "%6.2f   ", median(c.ratios)) + verdict)
     }
     line("put", put, target: 0.7)
     line("get (all nodes up)", get, target: 0.8)
     line("get (\(lost.count) nodes down, decoding)", degraded, target: nil)
+    print("")
+    print("the same runs against the stages each one runs, back to back (medians)")
+    print("pipeline                              stages                       back to back MB/s   ratio   CPU: stages / pipeline   slowest / pipeline")
+    func bound(_ name: String, _ stages: String, _ c: Comparison) {
+        print(name.padding(toLength: 38, withPad: " ", startingAt: 0) + stages.padding(toLength: 29, withPad: " ", startingAt: 0)
+              + String(format: "%17.0f   %5.2f   %22.2f   %18.2f", median(c.backToBack), median(zip(c.rates, c.backToBack).map { $0 / $1 }),
+                       median(c.cpuRatios), median(c.slowestCPURatios)))
+    }
+    bound("put", "read+zstd+seal+encode+BLAKE2b", put)
+    bound("get (all nodes up)", "open+decompress+write", get)
+    bound("get (\(lost.count) nodes down, decoding)", "open+decompress+decode+write", degraded)
+    print("(back to back: the stages one after another with the same blocks in flight, all that a pipeline must compute")
+    print(" besides the network and the shard servers. On \(cores) shared cores the stages cannot each have cores of their own,")
+    print(" so this, not the slowest stage, is the ceiling here. CPU: the stages' CPU time over the pipeline's (client and")
+    print(" the \(k + m) servers, all in this process), and the slowest stage's over the pipeline's: the wall ratios as they")
+    print(" would be if both had the cores to themselves, much less moved by what other processes take.)")
     let same = pipelineRounds.allSatisfy(\.same)
     print("round trip identical: \(same ? "yes" : "NO")")
     if !same { exit(1) }

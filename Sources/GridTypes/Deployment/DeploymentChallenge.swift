@@ -31,9 +31,21 @@ public enum DeploymentChallenge {
             out += "\(c.compute.cpu)\(c.compute.memory)"
             for m in c.mounts { out += "\(m.name)\(m.mountpoint)" }
             out += "\(c.rootSize)"
+            // Only when present, so the hashes of containers without networking stay as they were.
+            if let n = c.network { out += networkText(n) }
             return out
         case .unsupported: return ""
         }
+    }
+
+    /// `network`, the private range, each port as protocol, port and public port, the egress mode
+    /// and each allowed destination.
+    static func networkText(_ n: ContainerNetwork) -> String {
+        var out = "network\(n.ipRange ?? "")"
+        for p in n.ports { out += "\(p.protocol.rawValue)\(p.port)\(p.publicPort)" }
+        out += n.egress.mode.rawValue
+        for entry in n.egress.allow { out += entry }
+        return out
     }
 
     public static func digest(_ d: Deployment) -> [UInt8] {

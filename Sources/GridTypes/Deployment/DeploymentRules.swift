@@ -30,6 +30,7 @@ public enum DeploymentRules {
             try text(w.description, "workloads.\(w.name).description")
         }
         for w in d.workloads { try data(w, in: d) }
+        try NetworkRules.validate(d)
         try signatureRequirement(d)
     }
 

@@ -151,14 +151,16 @@ public struct ContainerData: Codable, Equatable, Sendable {
     public var mounts: [Mount]
     /// Bytes of writable root filesystem reserved for the container.
     public var rootSize: UInt64
+    /// The container's network; nil: an empty network namespace of its own (loopback only).
+    public var network: ContainerNetwork?
 
     enum CodingKeys: String, CodingKey {
-        case image, entrypoint, args, env, mounts
+        case image, entrypoint, args, env, mounts, network
         case imageDigest = "image_digest", compute = "compute_capacity", rootSize = "root_size"
     }
 
     public init(image: String, imageDigest: String, entrypoint: String, args: [String] = [], env: [String: String] = [:],
-                compute: Compute, mounts: [Mount] = [], rootSize: UInt64 = 0) {
+                compute: Compute, mounts: [Mount] = [], rootSize: UInt64 = 0, network: ContainerNetwork? = nil) {
         self.image = image
         self.imageDigest = imageDigest
         self.entrypoint = entrypoint
@@ -167,6 +169,7 @@ public struct ContainerData: Codable, Equatable, Sendable {
         self.compute = compute
         self.mounts = mounts
         self.rootSize = rootSize
+        self.network = network
     }
 
     public init(from decoder: any Decoder) throws {
@@ -179,5 +182,20 @@ public struct ContainerData: Codable, Equatable, Sendable {
         compute = try c.decode(Compute.self, forKey: .compute)
         mounts = try c.decodeIfPresent([Mount].self, forKey: .mounts) ?? []
         rootSize = try c.decodeIfPresent(UInt64.self, forKey: .rootSize) ?? 0
+        network = try c.decodeIfPresent(ContainerNetwork.self, forKey: .network)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(image, forKey: .image)
+        try c.encode(imageDigest, forKey: .imageDigest)
+        try c.encode(entrypoint, forKey: .entrypoint)
+        try c.encode(args, forKey: .args)
+        try c.encode(env, forKey: .env)
+        try c.encode(compute, forKey: .compute)
+        try c.encode(mounts, forKey: .mounts)
+        try c.encode(rootSize, forKey: .rootSize)
+        // Absent rather than null, so deployments without networking encode as before.
+        try c.encodeIfPresent(network, forKey: .network)
     }
 }

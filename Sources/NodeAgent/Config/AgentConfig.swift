@@ -58,6 +58,20 @@ struct AgentConfig: Equatable, Sendable {
         var valueCacheMiB: Int = 64
     }
 
+    /// Container networks (README "Networking").
+    struct Network: Equatable, Sendable {
+        var enabled: Bool = true
+        /// Deployments without their own range get a /24 from here.
+        var pool: String = "10.201.0.0/16"
+        /// Public ports below this are refused; 1 lets tenants publish privileged ports.
+        var minPublicPort: Int = 1024
+        var maxInterfaces: Int = 16
+        var nameservers: [String] = ["1.1.1.1", "9.9.9.9"]
+        /// Start of every interface, namespace and chain the agent owns (several agents on one host need their own).
+        var prefix: String = "na"
+        var table: String = "node_agent"
+    }
+
     struct Reporter: Equatable, Sendable {
         var uptimeIntervalSeconds: Int = 2400
         var capacityScanIntervalSeconds: Int = 300
@@ -92,6 +106,7 @@ struct AgentConfig: Equatable, Sendable {
     var chain = Chain()
     var provisioner = Provisioner()
     var shardServer = ShardServer()
+    var network = Network()
     var reporter = Reporter()
     var admin = Admin()
     var log = Log()

@@ -1,4 +1,5 @@
 import Foundation
+import GridTypes
 import TOMLKit
 
 /// Reads config.toml strictly: an unknown section or key, a value of the wrong type or outside its
@@ -6,7 +7,7 @@ import TOMLKit
 struct ConfigParser {
     let file: String
 
-    static let sections = ["node", "chain", "provisioner", "shard_server", "reporter", "admin", "log"]
+    static let sections = ["node", "chain", "provisioner", "shard_server", "network", "reporter", "admin", "log"]
     static let maxFileSize = 1 << 20
 
     static func load(path: String) throws(NodeAgentError) -> AgentConfig {
@@ -97,6 +98,34 @@ struct ConfigParser {
             if let v = try s.integer("value_cache_mib", in: 0...65_536) { config.shardServer.valueCacheMiB = v }
             if let v = try s.integer("sendfile_threshold_bytes", in: 0...ShardServerSetup.maxSendfileThreshold) {
                 config.shardServer.sendfileThresholdBytes = v
+            }
+            try s.rejectUnknownKeys()
+        }
+        do {
+            let s = reader("network", in: root)
+            if let v = try s.boolean("enabled") { config.network.enabled = v }
+            if let v = try s.string("pool") {
+                guard let pool = IPv4Network(v), (8...24).contains(pool.prefixLength) else {
+                    throw .config(file: file, key: "network.pool", message: "value \"\(v)\" is not an IPv4 CIDR of /8 to /24 with its host bits clear")
+                }
+                config.network.pool = pool.description
+            }
+            if let v = try s.integer("min_public_port", in: 1...65_535) { config.network.minPublicPort = v }
+            if let v = try s.integer("max_interfaces", in: 1...1024) { config.network.maxInterfaces = v }
+            if let v = try s.stringList("nameservers", validate: { IPv4Network.parseAddress($0) == nil ? "not an IPv4 address" : nil }) {
+                config.network.nameservers = v
+            }
+            if let v = try s.string("prefix") {
+                guard (1...4).contains(v.count), v.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) }) else {
+                    throw .config(file: file, key: "network.prefix", message: "value \"\(v)\" must be 1 to 4 of [a-z0-9]")
+                }
+                config.network.prefix = v
+            }
+            if let v = try s.string("table") {
+                guard (1...32).contains(v.count), v.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5f }) else {
+                    throw .config(file: file, key: "network.table", message: "value \"\(v)\" must be 1 to 32 of [a-z0-9_]")
+                }
+                config.network.table = v
             }
             try s.rejectUnknownKeys()
         }

@@ -68,6 +68,20 @@ enum DefaultConfigFile {
         # Memory (MiB) for replies of small hot values, so repeated GETs skip the disk read (0: off).
         value_cache_mib = 64
 
+        [network]
+        # Private networks, published ports and egress policy for container workloads (iproute2, nftables).
+        enabled = true
+        # Deployments without their own ip_range get a /24 from this pool.
+        pool = "10.201.0.0/16"
+        # Public ports below this are refused; set 1 to let tenants publish privileged ports.
+        min_public_port = 1024
+        # Containers with a network per deployment.
+        max_interfaces = 16
+        nameservers = ["1.1.1.1", "9.9.9.9"]
+        # Names of the agent's interfaces, namespaces (prefix) and nft tables (table).
+        prefix = "na"
+        table = "node_agent"
+
         [reporter]
         # Uptime report period (TFChain expects one at least every 40 minutes).
         uptime_interval_s = 2400

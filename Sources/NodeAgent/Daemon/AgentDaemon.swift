@@ -72,7 +72,7 @@ struct AgentDaemon: Service {
         let producerToRun = producer
         let runtime = self.runtime
 
-        await GracefulShutdown.drainThenCancel(runtime: runtime, limit: .seconds(15)) {
+        await GracefulShutdown.drainThenCancel(runtime: runtime, limit: OperationsSetup.inFlightLimit) {
             await withTaskGroup(of: Void.self) { group in
                 if let producerToRun {
                     group.addTask { await producerToRun.run() }
@@ -94,13 +94,18 @@ struct AgentDaemon: Service {
                         logger.critical("the provisioner cannot start", metadata: ["error": "\(error)"])
                         await runtime?.provisionerFailed(error)
                         async let reporting: Void = ReporterSetup.run(config: config, chain: chain, chainName: chainName, nodeID: record.nodeID,
-                                                                      identity: identity, reservations: EmptyReservations(), logger: logger)
+                                                                      identity: identity, reservations: EmptyReservations(), logger: logger) { reporter in
+                            await runtime?.updateSources { OperationsSetup.plugIn(reporter: reporter, into: &$0) }
+                        }
                         await watcher.run()
                         await reporting
                         return
                     }
                     let provisioner = provisioning.provisioner
                     await runtime?.provisionerStarted(provisioner)
+                    if let network = provisioning.network {
+                        await runtime?.updateSources { $0.traffic = { await network.contractTraffic() } }
+                    }
                     await withTaskGroup(of: Void.self) { inner in
                         inner.addTask { await watcher.run() }
                         inner.addTask { await provisioner.run() }
@@ -112,8 +117,11 @@ struct AgentDaemon: Service {
                         inner.addTask {
                             // Used capacity has one source: the provisioner's admitted reservations.
                             await ReporterSetup.run(config: config, chain: chain, chainName: chainName, nodeID: record.nodeID,
-                                                    identity: identity, reservations: provisioner, logger: logger) { reporter in
+                                                    identity: identity, reservations: provisioner, network: provisioning.network,
+                                                    logger: logger) { reporter in
                                 await provisioner.onReservationsChanged { await reporter.reservationsChanged() }
+                                await provisioner.setAdmissionBlocker(OperationsSetup.admissionBlocker(reporter))
+                                await runtime?.updateSources { OperationsSetup.plugIn(reporter: reporter, into: &$0) }
                             }
                         }
                         await inner.waitForAll()

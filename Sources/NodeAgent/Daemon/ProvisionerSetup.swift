@@ -7,6 +7,7 @@ import Logging
 import Provisioner
 import ShardServer
 import WorkloadBackends
+import WorkloadNetwork
 
 /// Builds the provisioner for `node-agent run`: its store, the workload managers this node runs,
 /// capacity for admission, and the twin API. Start-up reconciliation (orphans removed, recorded
@@ -15,6 +16,8 @@ enum ProvisionerSetup {
     struct Running: Sendable {
         let provisioner: Provisioner
         let api: TwinAPI
+        /// Container networks' traffic counters, for the reporter's NRU reports (nil: networking off).
+        let network: NodeNetwork?
         let host: String
         let port: Int
         let logger: Logger
@@ -44,10 +47,15 @@ enum ProvisionerSetup {
         if let shardServer, let (shardHost, shardPort) = ShardServerCommand.parseListen(config.shardServer.listen) {
             managers.append(ZdbManager(service: ShardNamespaces(server: shardServer, host: shardHost, port: shardServer.port ?? shardPort)))
         }
-        managers.append(contentsOf: try containerManagers(stateDir: stateDir))
+        let network = try await startNetwork(config: config, logger: logger)
+        managers.append(contentsOf: try containerManagers(stateDir: stateDir, network: network))
+        var reserved = Set<UInt16>([UInt16(clamping: port)])
+        if let (_, shardPort) = ShardServerCommand.parseListen(config.shardServer.listen) { reserved.insert(UInt16(clamping: shardPort)) }
+        let policy = NetworkPolicy(minPublicPort: UInt16(clamping: config.network.minPublicPort), maxInterfaces: config.network.maxInterfaces,
+                                   pool: IPv4Network(config.network.pool) ?? NetworkPolicy.defaultPool, reservedPorts: reserved)
         let provisioner = Provisioner(
             configuration: .init(nodeID: nodeID, total: capacity.total, allocatable: capacity.allocatable,
-                                 overcommitRatio: config.provisioner.overcommitRatio),
+                                 overcommitRatio: config.provisioner.overcommitRatio, network: policy),
             store: store, book: book, chain: chain, managers: managers, logger: Logger(label: "provisioner"))
         if let shardServer {
             // Orphan removal must see the namespaces: wait (bounded) for the shard server to be up.
@@ -56,15 +64,30 @@ enum ProvisionerSetup {
         }
         await provisioner.start()
         let api = TwinAPI(provisioner: provisioner, chain: chain, nodeKeys: identity.keyPair, logger: Logger(label: "provisioner.api"))
-        return Running(provisioner: provisioner, api: api, host: host, port: port, logger: logger)
+        return Running(provisioner: provisioner, api: api, network: network, host: host, port: port, logger: logger)
     }
 }
 
 extension ProvisionerSetup {
+    /// The node's container networks: forwarding on, the agent's nft tables in place, leftovers of
+    /// a crash or of removed deployments swept before the provisioner reconciles. Unavailable
+    /// networking (no nft, not root) leaves containers with networks failing, not the agent.
+    static func startNetwork(config: AgentConfig, logger: Logger) async throws -> NodeNetwork? {
+        guard config.network.enabled else { return nil }
+        let network = try NodeNetwork(configuration: .init(
+            prefix: config.network.prefix, table: config.network.table, pool: IPv4Network(config.network.pool) ?? NetworkPolicy.defaultPool,
+            stateDirectory: config.node.stateDir + "/network", nameservers: config.network.nameservers))
+        do { try await network.start() } catch {
+            logger.error("container networking unavailable", metadata: ["error": "\(error)"])
+            return nil
+        }
+        return network
+    }
+
     /// Container workloads: images in `<state_dir>/images`, bundles in `<state_dir>/containers`,
     /// runtime state in `<state_dir>/runtime` (it must survive reboots' /run wipe only as far as the
     /// reconciler needs: a missing record is a container to start again).
-    static func containerManagers(stateDir: String) throws -> [any WorkloadManager] {
+    static func containerManagers(stateDir: String, network: NodeNetwork? = nil) throws -> [any WorkloadManager] {
         // A container's root is bound by its init inside the user namespace, as the unprivileged
         // uid the container's root maps to: every directory on the way must be searchable (not
         // readable) by others. Secrets in the state directory are 0600 files, so 0711 lists nothing.
@@ -75,6 +98,7 @@ extension ProvisionerSetup {
         }
         let images = try ImageStore(root: stateDir + "/images")
         let runtime = OCIRuntime(stateRoot: stateDir + "/runtime", cgroupParent: "node-agent")
-        return [ContainerManager(service: RuntimeContainers(runtime: runtime, images: images, bundles: stateDir + "/containers"))]
+        return [ContainerManager(service: RuntimeContainers(runtime: runtime, images: images, bundles: stateDir + "/containers"),
+                                 networking: network.map { NetworkAttachments(network: $0) })]
     }
 }

@@ -11,13 +11,6 @@ struct EmptyReservations: ReservationSource {
     func contractReservations() async -> [ContractResources] { [] }
 }
 
-/// The running reporter, for status and metrics (set once it starts).
-actor ReporterHandle {
-    static let shared = ReporterHandle()
-    private(set) var reporter: Reporter?
-    func set(_ reporter: Reporter) { self.reporter = reporter }
-}
-
 /// What `node-agent run` needs to run the capacity reporter: its settings from config.toml, the
 /// report database in the state directory, and the service itself.
 enum ReporterSetup {
@@ -55,27 +48,26 @@ enum ReporterSetup {
     /// The reporter for the registered node, on `<state_dir>/reports.sqlite`.
     /// `chainName` names the chain (as in node.json): reports written for another chain or node are never sent.
     static func makeReporter(config: AgentConfig, chain: any GridChain, chainName: String, nodeID: UInt32, identity: NodeIdentity,
-                             reservations: any ReservationSource) throws(CapacityReporterError) -> Reporter {
+                             reservations: any ReservationSource, network: (any NetworkCounterSource)? = nil) throws(CapacityReporterError) -> Reporter {
         let store = try ReportStore(path: storePath(config), signer: identity.keyPair)
         return Reporter(chain: chain, nodeID: nodeID, signer: identity.keyPair, store: store, reservations: reservations,
-                        scanner: scanner(config), settings: settings(config), scope: "node \(nodeID) on \(chainName)",
+                        network: network, scanner: scanner(config), settings: settings(config), scope: "node \(nodeID) on \(chainName)",
                         logger: Logger(label: "reporter"))
     }
 
     /// Runs the reporter for the registered node until cancelled. A report database that cannot be
     /// opened is retried (with the error logged) rather than stopping the node's workloads.
     static func run(config: AgentConfig, chain: any GridChain, chainName: String, nodeID: UInt32, identity: NodeIdentity,
-                    reservations: any ReservationSource, logger: Logger,
+                    reservations: any ReservationSource, network: (any NetworkCounterSource)? = nil, logger: Logger,
                     onStart: @Sendable (Reporter) async -> Void = { _ in }) async {
         var delay = Duration.seconds(1)
         while !Task.isCancelled {
             do {
                 let reporter = try makeReporter(config: config, chain: chain, chainName: chainName, nodeID: nodeID,
-                                                identity: identity, reservations: reservations)
+                                                identity: identity, reservations: reservations, network: network)
                 logger.info("reporting capacity and uptime", metadata: [
                     "node_id": "\(nodeID)", "reports": .string(reporter.store.path),
                     "uptime_interval_s": "\(config.reporter.uptimeIntervalSeconds)"])
-                await ReporterHandle.shared.set(reporter)
                 await onStart(reporter)
                 await reporter.run()
                 return

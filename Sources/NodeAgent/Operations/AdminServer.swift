@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import ServiceLifecycle
+import Synchronization
 
 /// The admin API: HTTP/1.1 with JSON bodies on a Unix domain socket (`admin.socket`, mode 0600,
 /// root's only). Every farmer command goes through it, so it shows the numbers the agent enforces;
@@ -132,11 +133,21 @@ enum AdminSocket {
         return (staging + "/admin.sock", staging)
     }
 
-    /// After the bind: 0600, then into place.
-    static func publish(staged: String, directory: String, path: String) throws(NodeAgentError) {
+    /// After the bind: 0600, then into place. Returns the socket's inode (see `removeIfOurs`).
+    static func publish(staged: String, directory: String, path: String) throws(NodeAgentError) -> ino_t {
         defer { rmdir(directory) }
         guard chmod(staged, 0o600) == 0 else { throw .io(operation: "chmod 600", path: staged, errno: errno) }
+        var info = stat()
+        guard lstat(staged, &info) == 0 else { throw .io(operation: "stat", path: staged, errno: errno) }
         guard rename(staged, path) == 0 else { throw .io(operation: "rename into place", path: path, errno: errno) }
+        return info.st_ino
+    }
+
+    /// Removes the socket file unless another agent has put its own there since.
+    static func removeIfOurs(_ path: String, inode: ino_t?) {
+        var info = stat()
+        guard let inode, lstat(path, &info) == 0, info.st_ino == inode else { return }
+        unlink(path)
     }
 
     /// mkdir -p: the last directory 0700 (root's only), those above 0755.
@@ -177,12 +188,13 @@ struct AdminService: Service {
                 let (staged, directory) = try AdminSocket.prepare(path: socketPath)
                 let path = socketPath
                 let logger = self.logger
+                let published = Published()
                 let app = Application(
                     router: AdminServer(runtime: runtime, logger: logger).router(),
                     configuration: .init(address: .unixDomainSocket(path: staged), serverName: "node-agent-admin"),
                     onServerRunning: { _ in
                         do {
-                            try AdminSocket.publish(staged: staged, directory: directory, path: path)
+                            published.set(try AdminSocket.publish(staged: staged, directory: directory, path: path))
                             logger.info("admin socket listening", metadata: ["socket": .string(path)])
                         } catch {
                             logger.critical("cannot publish the admin socket", metadata: ["socket": .string(path), "error": "\(error)"])
@@ -190,7 +202,7 @@ struct AdminService: Service {
                     },
                     logger: Logger(label: "node-agent.admin.http"))
                 defer {
-                    unlink(path)
+                    AdminSocket.removeIfOurs(path, inode: published.inode)
                     unlink(staged)
                     rmdir(directory)
                 }
@@ -207,6 +219,13 @@ struct AdminService: Service {
             }
         }
     }
+}
+
+/// The published socket's inode, set from the server's start-up callback.
+final class Published: Sendable {
+    private let value = Mutex<ino_t?>(nil)
+    func set(_ inode: ino_t) { value.withLock { $0 = inode } }
+    var inode: ino_t? { value.withLock { $0 } }
 }
 
 /// Sleeps `duration`, returning early when a graceful shutdown starts.

@@ -20,7 +20,8 @@ actor AgentRuntime {
     let identity: NodeIdentity
     let startedAt: Date
     let journal: EventJournal
-    let sources: StatusSources
+    /// Plugged in at start or later (the reporter exists only once the node is registered).
+    private(set) var sources: StatusSources
     let notifier: SystemdNotifier?
     let shardServer: ShardServer?
     let logger: Logger
@@ -51,6 +52,10 @@ actor AgentRuntime {
     }
 
     var drainFile: String { config.node.stateDir + "/" + Self.drainFileName }
+
+    /// Adds or replaces sources once their owners exist, e.g. the capacity reporter after registration:
+    /// `await runtime?.updateSources { $0.conditions = { ... } }`.
+    func updateSources(_ change: (inout StatusSources) -> Void) { change(&sources) }
 
     // MARK: Start-up and shutdown, as AgentDaemon goes through them
 
@@ -90,7 +95,7 @@ actor AgentRuntime {
         guard phase != .stopping else { return }
         phase = .running
         let elapsed = restoreStarted.map { ContinuousClock.now - $0 } ?? .zero
-        let deployments = (try? await provisioner.store.deployments().count) ?? 0
+        let deployments = (try? await provisioner.store.deploymentFlags().count) ?? 0
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         let message = String(format: "ready: %d deployment(s) restored in %.1f s", deployments, seconds)
         await journal.record(.agent, message)
@@ -149,8 +154,9 @@ actor AgentRuntime {
         switch phase {
         case .running:
             guard let provisioner else { return "running" }
-            let stats = try? await provisioner.statistics()
-            return "running: \(stats?.deployments ?? 0) deployment(s), \(stats?.workloads ?? 0) workload(s)"
+            let deployments = (try? await provisioner.store.deploymentFlags().count) ?? 0
+            let workloads = (try? await provisioner.store.summary().count) ?? 0
+            return "running: \(deployments) deployment(s), \(workloads) workload(s)"
                 + (draining ? ", draining (no new deployments)" : ", accepting deployments")
         case .degraded: return "degraded: " + (degradedReason ?? "unknown")
         case .starting: return "starting"
@@ -277,25 +283,24 @@ actor AgentRuntime {
             chain: chainStatus, conditions: conditions, draining: draining)
 
         var capacity = await sources.capacity?() ?? nil
-        if capacity == nil, let provisioner, let stats = try? await provisioner.statistics() {
-            capacity = StatusReport.Capacity(total: stats.total, allocatable: stats.allocatable, used: stats.used, free: stats.free)
+        if capacity == nil, let provisioner, let c = try? await provisioner.capacitySummary() {
+            capacity = StatusReport.Capacity(total: c.total, allocatable: c.allocatable, used: c.used, free: c.free)
         }
 
         var work = StatusReport.Work(deployments: [:], workloads: [:], recentErrors: [])
-        if let provisioner, let deployments = try? await provisioner.store.deployments(), let rows = try? await provisioner.store.workloads() {
+        if let provisioner, let flags = try? await provisioner.store.deploymentFlags(), let rows = try? await provisioner.store.summary() {
             let byContract = Dictionary(grouping: rows, by: \.contractID)
-            for stored in deployments {
-                let state = Self.deploymentState(removing: stored.removing, workloads: byContract[stored.deployment.contractID] ?? [])
-                work.deployments[state, default: 0] += 1
+            for (contract, removing) in flags {
+                work.deployments[Self.deploymentState(removing: removing, workloads: byContract[contract] ?? []), default: 0] += 1
             }
-            for row in rows { work.workloads[row.desired ? row.result.state.rawValue : "removing", default: 0] += 1 }
-            let failing = rows.filter { $0.desired && $0.result.state == .error }
+            for row in rows { work.workloads[row.desired ? row.state : "removing", default: 0] += 1 }
+            let failing = rows.filter { $0.desired && $0.state == WorkloadResult.State.error.rawValue }
             if !failing.isEmpty {
                 let history = (try? await provisioner.store.recentHistory(limit: 500)) ?? []
                 for row in failing {
-                    let when = history.last { $0.contractID == row.contractID && $0.name == row.workload.name && $0.state == "error" }?.time
-                    work.recentErrors.append(.init(time: when ?? Int64(now.timeIntervalSince1970), subject: "\(row.contractID)/\(row.workload.name)",
-                                                   message: row.result.message))
+                    let when = history.last { $0.contractID == row.contractID && $0.name == row.name && $0.state == "error" }?.time
+                    work.recentErrors.append(.init(time: when ?? Int64(now.timeIntervalSince1970), subject: "\(row.contractID)/\(row.name)",
+                                                   message: row.message))
                 }
             }
         }
@@ -309,6 +314,10 @@ actor AgentRuntime {
             work.shardBytesStored = stats.namespaces.reduce(0) { $0 + $1.dataSize }
         }
         work.reports = await sources.reports?()
+        if let traffic = await sources.traffic?() {
+            work.traffic = StatusReport.Traffic(contracts: traffic.count, publicBytes: traffic.reduce(0) { $0 &+ $1.publicBytes },
+                                                privateBytes: traffic.reduce(0) { $0 &+ $1.privateBytes })
+        }
 
         var reasons = [String]()
         switch phase {
@@ -326,12 +335,12 @@ actor AgentRuntime {
     }
 
     /// A deployment's one-word state from its workloads.
-    static func deploymentState(removing: Bool, workloads: [DeploymentStore.WorkloadRow]) -> String {
+    static func deploymentState(removing: Bool, workloads: [DeploymentStore.WorkloadSummary]) -> String {
         if removing { return "removing" }
-        let states = Set(workloads.filter(\.desired).map(\.result.state))
-        if states.contains(.error) { return "error" }
-        if states.contains(.paused) { return "paused" }
-        if states.contains(.initializing) { return "deploying" }
+        let states = Set(workloads.filter(\.desired).map(\.state))
+        if states.contains(WorkloadResult.State.error.rawValue) { return "error" }
+        if states.contains(WorkloadResult.State.paused.rawValue) { return "paused" }
+        if states.contains(WorkloadResult.State.initializing.rawValue) { return "deploying" }
         return "ok"
     }
 }

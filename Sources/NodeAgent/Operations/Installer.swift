@@ -16,7 +16,13 @@ struct Installer {
     /// Runs `systemctl ARGS`; returns its exit status.
     var systemctl: ([String]) -> Int32 = Installer.runSystemctl
 
-    var usesSystemd: Bool { root.isEmpty && Self.systemdIsRunning() }
+    /// Whether to call systemctl: only for this machine, and only where systemd runs.
+    var usesSystemd: Bool
+
+    init(root: String, usesSystemd: Bool? = nil) {
+        self.root = root
+        self.usesSystemd = usesSystemd ?? (root.isEmpty && Self.systemdIsRunning())
+    }
 
     func path(_ absolute: String) -> String { root + absolute }
 

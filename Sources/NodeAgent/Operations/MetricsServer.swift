@@ -13,6 +13,7 @@ struct MetricsSnapshot: Sendable {
     var workloadsByTypeAndState: [String: [String: Int]]
     var shard: ShardFigures?
     var containers: [ContainerUsage]
+    var traffic: [ContractTraffic] = []
 }
 
 /// The shard server's counters as metrics show them.
@@ -45,9 +46,11 @@ extension AgentRuntime {
     func metricsSnapshot() async -> MetricsSnapshot {
         let status = await status()
         var byType = [String: [String: Int]]()
-        for entry in (try? await workloads()) ?? [] { byType[entry.type, default: [:]][entry.state, default: 0] += 1 }
+        for row in (try? await provisioner?.store.summary()) ?? [] {
+            byType[row.type, default: [:]][row.desired ? row.state : "removing", default: 0] += 1
+        }
         return MetricsSnapshot(status: status, workloadsByTypeAndState: byType, shard: (try? shardServer?.statistics()).map(ShardFigures.init),
-                               containers: await sources.containers?() ?? [])
+                               containers: await sources.containers?() ?? [], traffic: await sources.traffic?() ?? [])
     }
 }
 
@@ -119,6 +122,13 @@ enum MetricsExporter {
             gauge("reports", "pending", "Reports in the outbox not yet included by the chain.", [], Double(reports.pending))
             if let last = reports.lastDeliveredAt {
                 gauge("reports", "last_delivered", unit: "timestamp_seconds", "When the chain last included a report.", [], Double(last))
+            }
+        }
+
+        for traffic in snapshot.traffic.sorted(by: { $0.contractID < $1.contractID }) {
+            let help = "Bytes a contract's containers moved: public in and out (billed as NRU), private between its own containers."
+            for (kind, value) in [("public_in", traffic.publicIn), ("public_out", traffic.publicOut), ("private", traffic.privateBytes)] {
+                counter("contract", "traffic", unit: "bytes_total", help, [("contract", "\(traffic.contractID)"), ("kind", kind)], Double(value))
             }
         }
 

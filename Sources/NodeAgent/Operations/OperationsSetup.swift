@@ -1,3 +1,4 @@
+import CapacityReporter
 import ContainerRuntime
 import Foundation
 import GridTypes
@@ -12,12 +13,44 @@ enum OperationsSetup {
     /// How long a graceful shutdown may take before the group cancels what is left, and how long
     /// the daemon waits for in-flight work within it: both inside the unit's TimeoutStopSec=30.
     static let gracefulShutdownLimit = Duration.seconds(25)
+    static let inFlightLimit = Duration.seconds(15)
     static let cancellationLimit = Duration.seconds(3)
 
-    /// Container usage from the provisioner's runtime state. The capacity reporter's conditions and
-    /// outbox (ReporterHandle) are not plugged in yet: status shows them as n/a.
+    /// Container usage from the provisioner's runtime state; the reporter's parts are plugged in
+    /// when it starts (`plugIn(reporter:)`), until then status shows them as n/a.
     static func sources(_ config: AgentConfig) -> StatusSources {
         StatusSources(containers: ContainerUsageProbe(stateRoot: config.node.stateDir + "/runtime").usage)
+    }
+
+    /// The capacity reporter's conditions and outbox for status and metrics, and its last work on a
+    /// graceful stop: an uptime report when the machine is going down, then the outbox flushed as
+    /// far as the stop deadline allows (what is left is sent at the next start).
+    static func plugIn(reporter: Reporter, into sources: inout StatusSources) {
+        sources.conditions = {
+            await reporter.conditions.all().map { condition in
+                StatusReport.Condition(type: condition.type.rawValue, status: condition.status.rawValue, reason: condition.reason,
+                                       message: condition.message, bad: condition.isBad)
+            }
+        }
+        sources.reports = {
+            guard let status = await reporter.outboxStatus() else { return StatusReport.Reports(pending: 0) }
+            return StatusReport.Reports(lastDeliveredAt: status.lastDelivered.map { Int64($0.deliveredAt) },
+                                        lastDeliveredKind: status.lastDelivered?.kind, pending: status.pendingCount,
+                                        oldestPendingAt: status.oldestPendingSince.map { Int64($0) })
+        }
+        sources.onShutdown = { systemStopping in
+            if systemStopping { await reporter.reportUptime() }
+            _ = await reporter.drain(deadline: .now + .seconds(5))
+        }
+    }
+
+    /// Admission asks the reporter's conditions: a bad pressure or chain condition refuses new deployments.
+    static func admissionBlocker(_ reporter: Reporter) -> @Sendable () async -> String? {
+        {
+            let blockers = await reporter.conditions.admissionBlockers()
+            guard !blockers.isEmpty else { return nil }
+            return blockers.map { "\($0.type.rawValue)=\($0.status.rawValue): \($0.message)" }.joined(separator: "; ")
+        }
     }
 
     /// The services to run before the daemon, in the order the group starts them (it stops them in

@@ -79,6 +79,10 @@ struct StatusRenderer {
         } else {
             lines.append(row("reports", "n/a"))
         }
+        if let traffic = work.traffic {
+            lines.append(row("traffic", "\(Self.bytes(traffic.publicBytes)) public, \(Self.bytes(traffic.privateBytes)) private"
+                             + " (\(traffic.contracts) network\(traffic.contracts == 1 ? "" : "s"))"))
+        }
         if work.recentErrors.isEmpty {
             lines.append(row("errors", "none"))
         } else {

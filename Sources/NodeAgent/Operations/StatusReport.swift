@@ -75,7 +75,16 @@ struct StatusReport: Codable, Equatable, Sendable {
         var shardBytesStored: UInt64?
         /// nil: no reports source is wired in.
         var reports: Reports?
+        /// nil: container networking is off.
+        var traffic: Traffic?
         var recentErrors: [RecentError]
+    }
+
+    /// Container networks' traffic, summed over contracts (public is what add_nru_reports bills).
+    struct Traffic: Codable, Equatable, Sendable {
+        var contracts: Int
+        var publicBytes: UInt64
+        var privateBytes: UInt64
     }
 
     /// starting, registering, restoring, running, degraded, stopping.

@@ -15,6 +15,8 @@ struct StatusSources: Sendable {
     var capacity: (@Sendable () async -> StatusReport.Capacity?)?
     /// Per-container cgroup usage.
     var containers: (@Sendable () async -> [ContainerUsage])?
+    /// Bytes each contract's containers moved (kernel counters of container networking).
+    var traffic: (@Sendable () async -> [ContractTraffic])?
     /// Called once on graceful shutdown, after intake stopped and in-flight work finished: flush the
     /// outbox, and send a final uptime report when `systemStopping` (the machine is going down).
     var onShutdown: (@Sendable (_ systemStopping: Bool) async -> Void)?

@@ -19,9 +19,13 @@ public actor Provisioner {
         /// How often chain state changes are looked for, and how often everything is re-checked.
         public var pollInterval: Duration
         public var fullReconcileInterval: Duration
+        /// What deployments may ask of the node's network (published ports, ranges, interfaces).
+        public var network: NetworkPolicy
 
         public init(nodeID: UInt32, total: Resources, allocatable: Resources, overcommitRatio: Double = 1.0,
-                    pollInterval: Duration = .seconds(1), fullReconcileInterval: Duration = .seconds(15)) {
+                    pollInterval: Duration = .seconds(1), fullReconcileInterval: Duration = .seconds(15),
+                    network: NetworkPolicy = NetworkPolicy()) {
+            self.network = network
             self.nodeID = nodeID
             self.total = total
             self.allocatable = allocatable
@@ -57,6 +61,8 @@ public actor Provisioner {
     var permanentFailures: Set<String> = []
     var lastSeenStatus: [UInt64: ContractBook.Status] = [:]
     var reservationObservers: [@Sendable () async -> Void] = []
+    /// Why new deployments are refused right now (node conditions); nil or empty: admit.
+    var admissionBlocker: (@Sendable () async -> String?)?
 
     public init(configuration: Configuration, store: DeploymentStore, book: ContractBook, chain: any GridChain,
                 managers: [any WorkloadManager], logger: Logger = Logger(label: "provisioner")) {
@@ -77,6 +83,11 @@ public actor Provisioner {
     }
 
     public func setDraining(_ value: Bool) { draining = value }
+
+    /// The node's conditions gate admission: `blocker` answers why new deployments must wait (memory,
+    /// disk or PID pressure, the chain unreachable), or nil to admit. Updates of running deployments
+    /// are not gated: they may be what relieves the pressure.
+    public func setAdmissionBlocker(_ blocker: @escaping @Sendable () async -> String?) { admissionBlocker = blocker }
     public var isDraining: Bool { draining }
 
     // MARK: Twin requests
@@ -85,6 +96,7 @@ public actor Provisioner {
     @discardableResult
     public func deploy(_ deployment: Deployment, caller: UInt32) async throws(ProvisionerError) -> String {
         guard !draining else { throw .draining }
+        if let blocker = admissionBlocker, let reason = await blocker(), !reason.isEmpty { throw .nodeUnderPressure(reason) }
         try checkCaller(caller, deployment)
         do { try DeploymentRules.validate(deployment) } catch { throw ProvisionerError(error) }
         let hash = try await verifyAgainstChain(deployment)
@@ -229,6 +241,10 @@ public actor Provisioner {
     /// node has none of that type left, from the other type: a single-disk node can still host both.
     /// The reservation records where the bytes went, so used and reported numbers stay true.
     func admit(_ deployment: Deployment, replacing contractID: UInt64?) async throws(ProvisionerError) -> [String: Resources] {
+        if !NetworkRules.networked(deployment).isEmpty {
+            let neighbours = try await store.deployments().map(\.deployment).filter { $0.contractID != deployment.contractID }
+            do { try NetworkRules.admit(deployment, others: neighbours, policy: configuration.network) } catch { throw ProvisionerError(error) }
+        }
         let others = try await store.reserved(excluding: contractID)
         let limit = capacityLimit()
         var needed = Resources.zero

@@ -9,6 +9,16 @@ public protocol ContainerService: Sendable {
     func containerIDs() async throws(ProvisionerError) -> [String]
 }
 
+/// Container networks (README "Networking"): set up before a container starts, removed after it.
+public protocol ContainerNetworking: Sendable {
+    /// Converges the container's network; answers where the container joins it.
+    func attach(_ id: WorkloadID, network: ContainerNetwork) async throws(ProvisionerError) -> ContainerLaunch.Network
+    /// Removes it; succeeds when already gone.
+    func detach(_ id: WorkloadID) async throws(ProvisionerError)
+    /// Containers with a network on record, for orphan removal.
+    func attached() async throws(ProvisionerError) -> [WorkloadID]
+}
+
 public struct ContainerLaunch: Equatable, Sendable {
     public var id: String
     public var image: String
@@ -25,6 +35,22 @@ public struct ContainerLaunch: Equatable, Sendable {
     /// Changes whenever the workload's definition changes: a running container with another
     /// revision is replaced.
     public var revision: String
+    /// nil: an empty network namespace of the container's own.
+    public var network: Network?
+
+    public struct Network: Equatable, Sendable {
+        /// A persistent named namespace (/run/netns/...) the container joins.
+        public var namespacePath: String
+        public var address: String
+        /// Bound read-only onto the container's /etc/resolv.conf.
+        public var resolvConf: String
+
+        public init(namespacePath: String, address: String, resolvConf: String) {
+            self.namespacePath = namespacePath
+            self.address = address
+            self.resolvConf = resolvConf
+        }
+    }
 
     public struct Bind: Equatable, Sendable {
         public var source: String
@@ -49,11 +75,16 @@ public struct ContainerStatus: Equatable, Sendable {
 /// container workloads through a `ContainerService`. Mounts name this deployment's own volumes;
 /// validation already refused any other name, and a volume that is not ready yet fails the apply
 /// (retried on the next pass) instead of starting the container without its data.
+///
+/// A container with a network gets it before it starts and loses it after it stops; one whose
+/// network was dropped by an update is detached.
 public struct ContainerManager: WorkloadManager {
     let service: any ContainerService
+    let networking: (any ContainerNetworking)?
 
-    public init(service: any ContainerService) {
+    public init(service: any ContainerService, networking: (any ContainerNetworking)? = nil) {
         self.service = service
+        self.networking = networking
     }
 
     public var types: [WorkloadType] { [.container] }
@@ -70,18 +101,34 @@ public struct ContainerManager: WorkloadManager {
         }
         let revision = Hex.encode(Blake2b.hash(Array(DeploymentChallenge.dataText(workload.data).utf8) + Array("\(workload.version)".utf8),
                                                outputLength: 16))
+        var network: ContainerLaunch.Network?
+        if let wanted = c.network {
+            guard let networking else {
+                throw .workload(name: id.description, operation: "network", detail: "this node has no container networking; deploy without `network`",
+                                permanent: true)
+            }
+            network = try await networking.attach(id, network: wanted)
+        } else if let networking {
+            try await networking.detach(id)
+        }
         let launch = ContainerLaunch(id: id.nodeName, image: c.image, imageDigest: c.imageDigest, entrypoint: c.entrypoint, args: c.args,
                                      env: c.env.keys.sorted().map { "\($0)=\(c.env[$0] ?? "")" }, cpus: c.compute.cpu,
-                                     memoryBytes: c.compute.memory, rootSizeBytes: c.rootSize, mounts: binds, revision: revision)
+                                     memoryBytes: c.compute.memory, rootSizeBytes: c.rootSize, mounts: binds, revision: revision,
+                                     network: network)
         let status = try await service.ensure(launch, paused: paused)
-        return .object(["id": .string(id.nodeName), "pid": .number(Double(status.pid)), "running": .bool(status.running)])
+        var result: [String: JSONValue] = ["id": .string(id.nodeName), "pid": .number(Double(status.pid)), "running": .bool(status.running)]
+        if let network { result["address"] = .string(network.address) }
+        return .object(result)
     }
 
     public func remove(_ id: WorkloadID, type: WorkloadType) async throws(ProvisionerError) {
         try await service.remove(id: id.nodeName)
+        try await networking?.detach(id)
     }
 
     public func existing() async throws(ProvisionerError) -> [WorkloadID] {
-        try await service.containerIDs().compactMap(WorkloadID.init(nodeName:))
+        var ids = Set(try await service.containerIDs().compactMap(WorkloadID.init(nodeName:)))
+        if let networking { ids.formUnion(try await networking.attached()) }
+        return Array(ids)
     }
 }

@@ -96,7 +96,7 @@ public struct VolumeManager: WorkloadManager {
     }
 
     func loopDevice(mountedAt mountpoint: String, workload: String) throws(ProvisionerError) -> String {
-        guard let mounts = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else {
+        guard let mounts = KernelFile.read("/proc/self/mountinfo") else {
             throw .system(operation: "read", path: "/proc/self/mountinfo", errno: errno)
         }
         for line in mounts.split(separator: "\n") {
@@ -111,7 +111,7 @@ public struct VolumeManager: WorkloadManager {
     /// Whether `path` is itself a mount point, from /proc/self/mountinfo (stat's st_dev comparison
     /// cannot tell a bind of the same filesystem).
     static func isMountPoint(_ path: String) -> Bool {
-        guard let mounts = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return false }
+        guard let mounts = KernelFile.read("/proc/self/mountinfo") else { return false }
         return mounts.split(separator: "\n").contains { line in
             let fields = line.split(separator: " ")
             return fields.count > 4 && unescape(String(fields[4])) == path

@@ -1,0 +1,52 @@
+import Foundation
+import GridTypes
+
+/// One deployment's network as recorded on disk (`<state>/<contract>.json`, 0600), written before
+/// the kernel objects it describes are made, so a crash leaves nothing the agent cannot find again.
+struct NetworkRecord: Codable, Equatable, Sendable {
+    struct Member: Codable, Equatable, Sendable {
+        var address: String
+        var network: ContainerNetwork
+    }
+
+    var contractID: UInt64
+    var subnet: String
+    /// By container workload name.
+    var members: [String: Member]
+
+    static func load(directory: String) throws(NetworkError) -> [UInt64: NetworkRecord] {
+        var out = [UInt64: NetworkRecord]()
+        let entries: [String]
+        do { entries = try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
+            throw .io(operation: "list", path: directory, errno: ENOENT)
+        }
+        for entry in entries where entry.hasSuffix(".json") {
+            let path = directory + "/" + entry
+            guard let data = FileManager.default.contents(atPath: path), data.count < 1 << 20,
+                  let record = try? JSONDecoder().decode(NetworkRecord.self, from: data) else {
+                // A torn or foreign file: its kernel objects are swept as orphans.
+                try? FileManager.default.removeItem(atPath: path)
+                continue
+            }
+            out[record.contractID] = record
+        }
+        return out
+    }
+
+    func save(directory: String) throws(NetworkError) {
+        let path = "\(directory)/\(contractID).json"
+        let temporary = path + ".tmp"
+        let data: Data
+        do { data = try JSONEncoder().encode(self) } catch { throw .invalid(what: "network record \(contractID)", reason: "\(error)") }
+        guard FileManager.default.createFile(atPath: temporary, contents: data, attributes: [.posixPermissions: 0o600]) else {
+            throw .io(operation: "write", path: temporary, errno: errno)
+        }
+        let fd = open(temporary, O_RDONLY)
+        if fd >= 0 { fsync(fd); close(fd) }
+        guard rename(temporary, path) == 0 else { throw .io(operation: "rename", path: temporary, errno: errno) }
+    }
+
+    static func remove(contractID: UInt64, directory: String) {
+        unlink("\(directory)/\(contractID).json")
+    }
+}

@@ -1,0 +1,138 @@
+import Foundation
+import GridTypes
+import Testing
+@testable import WorkloadNetwork
+
+/// Container networks on a node in its own namespace (NetworkLab): the "containers" are the named
+/// namespaces the network makes; traffic is real TCP between them, the node and an outside host.
+@Suite(.serialized, .enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/nft")
+                             && FileManager.default.isExecutableFile(atPath: "/usr/bin/python3")))
+struct NodeNetworkTests {
+    @Test func oneDeploymentTalksTwoDeploymentsAreIsolated() async throws {
+        let lab = try NetworkLab()
+        defer { lab.cleanUp() }
+        try await lab.network.start()
+        let a1 = try await lab.network.attach(contractID: 7, name: "a1", network: ContainerNetwork())
+        let a2 = try await lab.network.attach(contractID: 7, name: "a2", network: ContainerNetwork())
+        let b1 = try await lab.network.attach(contractID: 8, name: "b1", network: ContainerNetwork())
+        #expect(a1.gateway == a2.gateway && a1.address != a2.address)
+        #expect(b1.gateway != a1.gateway, "two deployments got one subnet")
+        #expect(a1.resolvConf == "nameserver 192.0.2.53\n")
+        let nsA1 = await lab.network.namespaceName(7, "a1"), nsA2 = await lab.network.namespaceName(7, "a2")
+        let nsB1 = await lab.network.namespaceName(8, "b1")
+
+        let server = try NetworkLab.Server(namespace: nsA2, port: 7000, greeting: "from-a2")
+        defer { server.stop() }
+        #expect(NetworkLab.client(namespace: nsA1, host: a2.address, port: 7000, bytes: 1000) == "from-a2")
+        #expect(server.finish() == 1000)
+
+        let guarded = try NetworkLab.Server(namespace: nsA2, port: 7001, greeting: "leak", timeout: 5)
+        defer { guarded.stop() }
+        #expect(NetworkLab.client(namespace: nsB1, host: a2.address, port: 7001) == nil, "another deployment reached a2")
+        #expect(NetworkLab.client(namespace: lab.outsideNS, host: a2.address, port: 7001) == nil, "the outside reached a private address")
+        // Idempotent: attaching again changes nothing and keeps the address.
+        let again = try await lab.network.attach(contractID: 7, name: "a2", network: ContainerNetwork())
+        #expect(again == a2)
+    }
+
+    @Test func publishedPortIsReachableFromOutsideAndGoesWithTheDeployment() async throws {
+        let lab = try NetworkLab()
+        defer { lab.cleanUp() }
+        try await lab.network.start()
+        let web = ContainerNetwork(ports: [.init(protocol: .tcp, port: 80, publicPort: 8080)], egress: .init(mode: .none))
+        _ = try await lab.network.attach(contractID: 11, name: "web", network: web)
+        let ns = await lab.network.namespaceName(11, "web")
+        let server = try NetworkLab.Server(namespace: ns, port: 80, greeting: "published")
+        defer { server.stop() }
+        #expect(NetworkLab.client(namespace: lab.outsideNS, host: lab.nodeAddress, port: 8080, bytes: 5000) == "published")
+        #expect(server.finish() == 5000)
+
+        try await lab.network.detach(contractID: 11, name: "web")
+        #expect(!(try lab.ruleset()).contains("8080"), "the DNAT rule outlived its deployment")
+    }
+
+    @Test func egressPolicyIsEnforced() async throws {
+        let lab = try NetworkLab()
+        defer { lab.cleanUp() }
+        try await lab.network.start()
+        _ = try await lab.network.attach(contractID: 21, name: "open", network: ContainerNetwork(egress: .init(mode: .all)))
+        _ = try await lab.network.attach(contractID: 21, name: "closed", network: ContainerNetwork(egress: .init(mode: .none)))
+        _ = try await lab.network.attach(contractID: 21, name: "listed",
+                                         network: ContainerNetwork(egress: .init(mode: .allow, allow: ["\(lab.internetHost)/32:9000"])))
+        func reach(_ name: String, _ port: Int) async throws -> Bool {
+            let server = try NetworkLab.Server(namespace: lab.outsideNS, port: port, greeting: "out-\(port)", timeout: 5)
+            defer { server.stop() }
+            return NetworkLab.client(namespace: await lab.network.namespaceName(21, name), host: lab.internetHost, port: port) == "out-\(port)"
+        }
+        #expect(try await reach("open", 9000))
+        #expect(try await reach("closed", 9000) == false, "egress none let a connection out")
+        #expect(try await reach("listed", 9000))
+        #expect(try await reach("listed", 9001) == false, "a port off the allow-list got out")
+    }
+
+    @Test func countersMatchBytesSent() async throws {
+        let lab = try NetworkLab()
+        defer { lab.cleanUp() }
+        try await lab.network.start()
+        let a = try await lab.network.attach(contractID: 31, name: "a", network: ContainerNetwork())
+        _ = try await lab.network.attach(contractID: 31, name: "b", network: ContainerNetwork())
+        let nsA = await lab.network.namespaceName(31, "a"), nsB = await lab.network.namespaceName(31, "b")
+        let publicBytes = 4 << 20, privateBytes = 2 << 20
+        let outside = try NetworkLab.Server(namespace: lab.outsideNS, port: 9100, greeting: "ok")
+        defer { outside.stop() }
+        #expect(NetworkLab.client(namespace: nsB, host: lab.internetHost, port: 9100, bytes: publicBytes) == "ok")
+        #expect(outside.finish() == publicBytes)
+        let inside = try NetworkLab.Server(namespace: nsA, port: 9200, greeting: "ok")
+        defer { inside.stop() }
+        #expect(NetworkLab.client(namespace: nsB, host: a.address, port: 9200, bytes: privateBytes) == "ok")
+        #expect(inside.finish() == privateBytes)
+
+        let traffic = try #require(await lab.network.contractTraffic().first { $0.contractID == 31 })
+        // IP and TCP headers add a few percent; ACKs flow the other way.
+        #expect(traffic.publicOut >= UInt64(publicBytes) && traffic.publicOut <= UInt64(Double(publicBytes) * 1.1), "\(traffic)")
+        #expect(traffic.publicIn < UInt64(publicBytes) / 10, "\(traffic)")
+        #expect(traffic.privateBytes >= UInt64(privateBytes) && traffic.privateBytes <= UInt64(Double(privateBytes) * 1.15), "\(traffic)")
+    }
+
+    @Test func nothingIsLeftAfterRemovalOrARestart() async throws {
+        let lab = try NetworkLab()
+        defer { lab.cleanUp() }
+        try await lab.network.start()
+        let published = ContainerNetwork(ports: [.init(protocol: .udp, port: 53, publicPort: 5353)])
+        _ = try await lab.network.attach(contractID: 41, name: "x", network: published)
+        _ = try await lab.network.attach(contractID: 41, name: "y", network: ContainerNetwork())
+        _ = try await lab.network.attach(contractID: 42, name: "z", network: ContainerNetwork(ipRange: "172.20.0.0/24"))
+        #expect(try lab.ownLinks().count == 5)
+        #expect(lab.containerNamespaces().count == 3)
+        for (c, n) in [(UInt64(41), "x"), (41, "y"), (42, "z")] { try await lab.network.detach(contractID: c, name: n) }
+        try expectClean(lab)
+
+        // A crash: the agent dies with networks up; the restarted agent finds them on record and
+        // the provisioner removes those it no longer wants (here: all).
+        _ = try await lab.network.attach(contractID: 43, name: "x", network: published)
+        _ = try await lab.network.attach(contractID: 44, name: "y", network: ContainerNetwork())
+        let restarted = try lab.makeNetwork()
+        try await restarted.start()
+        let recorded = await restarted.attached().map { "\($0.contractID)/\($0.name)" }.sorted()
+        #expect(recorded == ["43/x", "44/y"])
+        for entry in await restarted.attached() { try await restarted.detach(contractID: entry.contractID, name: entry.name) }
+        try expectClean(lab)
+
+        // A crash between making kernel objects and keeping their record: swept at start.
+        _ = try await lab.network.attach(contractID: 45, name: "x", network: published)
+        try FileManager.default.removeItem(atPath: lab.dir + "/network/45.json")
+        try await lab.makeNetwork().start()
+        try expectClean(lab)
+    }
+
+    func expectClean(_ lab: NetworkLab) throws {
+        let links = try lab.ownLinks()
+        #expect(links.isEmpty, "interfaces left: \(links)")
+        #expect(lab.containerNamespaces().isEmpty, "namespaces left: \(lab.containerNamespaces())")
+        let rules = try lab.ruleset()
+        #expect(!rules.contains("chain c4"), "chains left:\n\(rules)")
+        #expect(!rules.contains("jump c4"), "map elements left:\n\(rules)")
+        #expect(!rules.contains("5353"))
+        #expect(!rules.contains("10.201.") && !rules.contains("172.20."), "subnets left:\n\(rules)")
+    }
+}

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # GET and SET throughput of the ShardServer against redis-server, measured in the same run with
 # redis-benchmark on loopback: 4 KiB and 1 MiB values, 1 and 16 clients. Prints requests/s, MB/s,
-# the ratio shard/redis and the shard server's RSS.
+# the ratio shard/redis and the shard server's RSS. For each, it also prints the server's CPU time
+# per request (user+sys from /proc, in microseconds) and how busy redis-benchmark itself was (its
+# CPU time over wall time): near 100% means the client, not the server, sets the pace.
 # Targets (issue 7): GET 1 MiB >= 1.5x redis-server, GET 4 KiB >= 1.0x.
 #
 #   bench/shard-bench.sh            # builds node-agent in release mode into .build-bench first
@@ -58,10 +60,25 @@ rps() {
     | awk -F'","' -v t="$(echo "$1" | tr a-z A-Z)" 'index($1, t) { gsub(/"/, "", $2); print $2; exit }'
 }
 
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+
+# measure TEST PORT PID SIZE CLIENTS REQUESTS -> "rps server_us_per_request client_busy_percent"
+measure() {
+  local before after out client
+  before=$(ticks "$3")
+  out=$( { TIMEFORMAT='%U %S %R'; time rps "$1" "$2" "$4" "$5" "$6"; } 2>&1 )
+  after=$(ticks "$3")
+  client=$(echo "$out" | tail -1)
+  echo "$out" | head -1 | awk -v b="$before" -v a="$after" -v hz="$hz" -v n="$6" -v c="$client" 'BEGIN { split(c, t, " ") }
+    { printf "%s %.1f %.0f\n", $1, (a - b) / hz * 1e6 / n, (t[3] > 0 ? (t[1] + t[2]) / t[3] * 100 : 0) }'
+}
+
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 rounds=${ROUNDS:-1}
 
-printf '%-6s %-6s %-7s %14s %14s %10s %10s %7s\n' test size clients shard_rps redis_rps shard_MB/s redis_MB/s ratio
+printf '%-6s %-6s %-7s %11s %11s %10s %10s %6s  %-17s %-15s\n' test size clients shard_rps redis_rps shard_MB/s redis_MB/s ratio \
+  "cpu_us/req s/r" "client_busy s/r"
 for size in 4096 1048576; do
   if [ "$size" -eq 4096 ]; then n1=20000; n16=60000; label=4KiB; else n1=1500; n16=3000; label=1MiB; fi
   for clients in 1 16; do
@@ -69,16 +86,18 @@ for size in 4096 1048576; do
     # Populate both first so GETs hit stored values.
     rps set "$shard_port" "$size" 4 400 >/dev/null; rps set "$redis_port" "$size" 4 400 >/dev/null
     for t in get set; do
-      ss=""; rr=""; ratios=""
+      ss=""; rr=""; ratios=""; sc=""; rc=""; sb=""; rb=""
       for _ in $(seq 1 "$rounds"); do
-        s1=$(rps "$t" "$shard_port" "$size" "$clients" "$n"); r1=$(rps "$t" "$redis_port" "$size" "$clients" "$n")
-        ss="$ss ${s1:-0}"; rr="$rr ${r1:-0}"
+        read -r s1 c1 b1 < <(measure "$t" "$shard_port" "$shard_pid" "$size" "$clients" "$n")
+        read -r r1 c2 b2 < <(measure "$t" "$redis_port" "$redis_pid" "$size" "$clients" "$n")
+        ss="$ss ${s1:-0}"; rr="$rr ${r1:-0}"; sc="$sc ${c1:-0}"; rc="$rc ${c2:-0}"; sb="$sb ${b1:-0}"; rb="$rb ${b2:-0}"
         ratios="$ratios $(awk -v s="${s1:-0}" -v r="${r1:-0}" 'BEGIN { print (r > 0 ? s / r : 0) }')"
       done
       s=$(echo "$ss" | median); r=$(echo "$rr" | median); q=$(echo "$ratios" | median)
+      cpu="$(echo "$sc" | median)/$(echo "$rc" | median)"; busy="$(echo "$sb" | median)%/$(echo "$rb" | median)%"
       # ratio: the median of the per-round ratios (each shard run next to its redis run).
-      awk -v t="$t" -v l="$label" -v c="$clients" -v s="$s" -v r="$r" -v b="$size" -v q="$q" 'BEGIN {
-        printf "%-6s %-6s %-7s %14.0f %14.0f %10.1f %10.1f %7.2f\n", t, l, c, s, r, s*b/1e6, r*b/1e6, q }'
+      awk -v t="$t" -v l="$label" -v c="$clients" -v s="$s" -v r="$r" -v b="$size" -v q="$q" -v cpu="$cpu" -v busy="$busy" 'BEGIN {
+        printf "%-6s %-6s %-7s %11.0f %11.0f %10.1f %10.1f %6.2f  %-17s %-15s\n", t, l, c, s, r, s*b/1e6, r*b/1e6, q, cpu, busy }'
     done
   done
 done

@@ -194,6 +194,11 @@ struct CommandProcessor {
         text += "data_read_bytes: \(c.bytesRead.load(ordering: .relaxed))\n"
         text += "corrupt_entries_found: \(c.corruptFound.load(ordering: .relaxed))\n"
         text += "compacted_bytes: \(c.compactedBytes.load(ordering: .relaxed))\n"
+        let cache = server.valueCache.statistics
+        text += "value_cache_bytes: \(cache.bytes) of \(server.valueCache.capacity)\n"
+        text += "value_cache_entries: \(cache.entries)\n"
+        text += "value_cache_hits: \(cache.hits)\n"
+        text += "value_cache_misses: \(cache.misses)\n"
         text += "\n# latency\n"
         text += Self.latencyText(c.latency.snapshot())
         var buffer = allocator.buffer(capacity: text.utf8.count + 16)
@@ -261,6 +266,7 @@ struct CommandProcessor {
             case .unchanged:
                 return nilReply()
             case .stored(let storedKey, let durability):
+                server.valueCache.remove(ValueCache.Key(namespace: namespace.cacheID, key: storedKey))
                 server.counters.sets.wrappingAdd(1, ordering: .relaxed)
                 server.counters.bytesWritten.wrappingAdd(UInt64(value.readableBytes), ordering: .relaxed)
                 return afterDurable(durability, bulk(storedKey))
@@ -276,10 +282,34 @@ struct CommandProcessor {
         case .failure(let failure): return error(failure.text)
         case .success(let k): key = k
         }
+        let location: ValueLocation?
+        do { location = try namespace.locate(key: key) } catch { return self.error(error) }
+        if let location, !location.corrupt, location.length <= server.config.sendfileThreshold {
+            // The common small GET: the whole reply is one buffer, cached or built and cached.
+            let cache = server.valueCache
+            let cacheable = cache.admits(length: location.length)
+            let cacheKey = ValueCache.Key(namespace: namespace.cacheID, key: key)
+            let version = ValueCache.Version(sequence: location.sequence, segmentID: location.segment.id, offset: location.valueOffset)
+            var reply: ByteBuffer
+            if cacheable, let cached = cache.lookup(cacheKey, version: version) {
+                reply = cached
+            } else {
+                reply = allocator.buffer(capacity: location.length + 24)
+                do {
+                    try appendBuffered(location, key: key, to: &reply)
+                } catch {
+                    return self.error(error)
+                }
+                if cacheable { cache.insert(cacheKey, version: version, reply: reply) }
+            }
+            server.counters.gets.wrappingAdd(1, ordering: .relaxed)
+            server.counters.bytesRead.wrappingAdd(UInt64(location.length), ordering: .relaxed)
+            return .bytes(reply)
+        }
         var parts: [ReplyPart] = []
         var pending = allocator.buffer(capacity: 64)
         do {
-            try appendValue(key: key, parts: &parts, pending: &pending)
+            try appendValue(location, key: key, parts: &parts, pending: &pending)
         } catch {
             return self.error(error)
         }
@@ -301,7 +331,8 @@ struct CommandProcessor {
                 continue
             }
             do {
-                try appendValue(key: Self.bytes(arg), parts: &parts, pending: &pending)
+                let key = Self.bytes(arg)
+                try appendValue(try namespace.locate(key: key), key: key, parts: &parts, pending: &pending)
             } catch let failure as ShardServerError {
                 if case .refused = failure {} else {
                     server.logger.error("MGET read failed", metadata: ["namespace": "\(namespace.name)", "error": "\(failure)"])
@@ -320,29 +351,23 @@ struct CommandProcessor {
     /// Appends one value's bulk reply. Small values are read, checked against their CRC and
     /// copied into `pending`; large ones become a header in `pending` and a sendfile range of the
     /// segment (see `ShardServerConfig.sendfileThreshold`).
-    private func appendValue(key: [UInt8], parts: inout [ReplyPart], pending: inout ByteBuffer) throws {
-        guard let location = try namespace.locate(key: key) else {
+    private func appendValue(_ location: ValueLocation?, key: [UInt8], parts: inout [ReplyPart], pending: inout ByteBuffer) throws {
+        guard let location else {
             pending.writeNilReply()
             return
         }
         if location.corrupt { throw ShardServerError.refused("Data corrupted") }
         let length = location.length
         if length <= server.config.sendfileThreshold {
-            // Room for header, value and CRLF at once: no regrowth (a copy) of the reply buffer.
-            pending.reserveCapacity(minimumWritableBytes: length + 24)
-            pending.writeBulkHeader(length)
-            let namespace = self.namespace
-            do {
-                try pending.writeWithUnsafeMutableBytes(minimumWritableBytes: max(length, 1)) { raw in
-                    try namespace.readVerified(location, key: key, into: raw)
-                    return length
-                }
-            } catch {
-                // Take the half-written header back out so the error is the whole answer for this key.
-                pending.moveWriterIndex(to: pending.writerIndex - String(length).utf8.count - 3)
-                throw error
+            let cache = server.valueCache
+            if cache.admits(length: length),
+               let cached = cache.lookup(ValueCache.Key(namespace: namespace.cacheID, key: key),
+                                         version: ValueCache.Version(sequence: location.sequence, segmentID: location.segment.id,
+                                                                     offset: location.valueOffset)) {
+                pending.writeImmutableBuffer(cached)
+            } else {
+                try appendBuffered(location, key: key, to: &pending)
             }
-            pending.writeStaticString("\r\n")
         } else {
             let fd = dup(location.segment.fd)
             guard fd >= 0 else { throw ShardServerError.io(operation: "dup", path: location.segment.path, errno: errno) }
@@ -356,6 +381,29 @@ struct CommandProcessor {
         server.counters.bytesRead.wrappingAdd(UInt64(length), ordering: .relaxed)
     }
 
+    /// Reads a value, checks it against its CRC and appends its bulk reply to `buffer`; on error
+    /// nothing is appended.
+    private func appendBuffered(_ location: ValueLocation, key: [UInt8], to buffer: inout ByteBuffer) throws {
+        if location.corrupt { throw ShardServerError.refused("Data corrupted") }
+        let length = location.length
+        // Room for header, value and CRLF at once: no regrowth (a copy) of the reply buffer.
+        buffer.reserveCapacity(minimumWritableBytes: length + 24)
+        let start = buffer.writerIndex
+        buffer.writeBulkHeader(length)
+        let namespace = self.namespace
+        do {
+            try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: max(length, 1)) { raw in
+                try namespace.readVerified(location, key: key, into: raw)
+                return length
+            }
+        } catch {
+            // Take the half-written header back out so the error is the whole answer for this key.
+            buffer.moveWriterIndex(to: start)
+            throw error
+        }
+        buffer.writeStaticString("\r\n")
+    }
+
     private func del(_ args: [ByteBuffer]) -> Reply {
         let key: [UInt8]
         switch keyArgument(args, count: 2) {
@@ -365,6 +413,7 @@ struct CommandProcessor {
         guard writable else { return error("Namespace is in read-only mode") }
         do {
             let point = try namespace.delete(key: key, timestamp: Self.now().seconds)
+            server.valueCache.remove(ValueCache.Key(namespace: namespace.cacheID, key: key))
             return afterDurable(point, simple("OK"))
         } catch {
             return self.error(error)
@@ -559,7 +608,9 @@ struct CommandProcessor {
             if name == ShardStore.defaultNamespace { return error("Cannot remove default namespace") }
             if name == namespace.name { return error("Cannot remove namespace you're currently using.") }
             do {
+                let cacheID = server.store.namespace(name)?.cacheID
                 try server.store.delete(name: name)
+                if let cacheID { server.valueCache.removeAll(namespace: cacheID) }
                 server.logger.info("namespace deleted", metadata: ["namespace": "\(name)"])
                 return simple("OK")
             } catch ShardServerError.namespaceMissing {

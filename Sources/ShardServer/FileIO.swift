@@ -129,11 +129,22 @@ enum FileIO {
 
     /// Writes `bytes` to `path` atomically: temp file, fsync, rename, fsync of the directory.
     static func writeAtomically(_ bytes: [UInt8], to path: String, directory: String) throws {
+        try writeAtomically(to: path, directory: directory) { write in try write(bytes) }
+    }
+
+    /// Writes what `produce` hands to its `write` callback, in order, to `path` atomically: temp
+    /// file, fsync, rename, fsync of the directory. For contents too large to build in memory.
+    static func writeAtomically(to path: String, directory: String,
+                                _ produce: (_ write: ([UInt8]) throws -> Void) throws -> Void) throws {
         let temp = path + ".tmp"
         let fd = try open(temp, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
         do {
-            try bytes.withUnsafeBytes { (raw) in
-                try pwritevFully(fd: fd, [raw], offset: 0, path: temp)
+            var offset: UInt64 = 0
+            try produce { bytes in
+                try bytes.withUnsafeBytes { (raw) in
+                    try pwritevFully(fd: fd, [raw], offset: offset, path: temp)
+                }
+                offset += UInt64(bytes.count)
             }
             try fsync(fd: fd, path: temp)
         } catch {

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A namespace's durable index: the in-memory index as of a point in the log, so start-up reads
 /// this file and replays only the segment bytes written after that point instead of scanning
 /// every segment.
@@ -25,8 +29,14 @@ struct IndexSnapshot: Equatable {
     static let minimumEntrySize = 39  // with a one-byte key
     /// Segments a namespace may have (at 256 MiB each: 256 TiB); a larger count is damage.
     static let maxSegments = 1 << 20
-    /// Largest snapshot read (about 20 million keys); a larger one is ignored and the index rebuilt.
-    static let maxFileSize = 1 << 30
+    /// Largest snapshot read: 64 GiB is over 200 million entries with the longest keys, an index
+    /// that needs more memory than a node has. A larger file is damage; it is ignored and the
+    /// index rebuilt. The file is read in chunks, so its size is never allocated at once.
+    static let maxFileSize = 64 << 30
+    /// Bytes read (and written) per system call while streaming a snapshot.
+    static let chunkSize = 4 << 20
+    /// Entries reserved before the checksum could vouch for the count; more grow as they come.
+    static let maxReservedEntries = 1 << 20
 
     struct SegmentRecord: Equatable {
         var id: UInt32
@@ -53,12 +63,30 @@ struct IndexSnapshot: Equatable {
     var segments: [SegmentRecord]
     var entries: [EntryRecord]
 
+    /// The whole encoding in memory (tests; the server streams it with `encode(chunkSize:into:)`).
     func encode() -> [UInt8] {
+        var whole = [UInt8]()
+        // The closure cannot throw here; `try?` only satisfies the signature.
+        try? encode(chunkSize: Int.max) { whole += $0 }
+        return whole
+    }
+
+    /// Encodes in pieces of about `chunkSize` bytes handed to `sink` in order, so writing a large
+    /// index never holds its whole encoding in memory.
+    func encode(chunkSize: Int, into sink: ([UInt8]) throws -> Void) throws {
         var out = [UInt8]()
-        out.reserveCapacity(Self.headerSize + segments.count * Self.segmentRecordSize
-                            + entries.reduce(0) { $0 + Self.minimumEntrySize - 1 + $1.key.count } + 4)
+        let total = Self.headerSize + segments.count * Self.segmentRecordSize
+            + entries.reduce(0) { $0 + Self.minimumEntrySize - 1 + $1.key.count } + 4
+        out.reserveCapacity(min(total, chunkSize) + 512)
+        var crc: UInt32 = 0
         func put<T: FixedWidthInteger>(_ value: T) {
             withUnsafeBytes(of: value.littleEndian) { out.append(contentsOf: $0) }
+        }
+        func flushIfFull() throws {
+            guard out.count >= chunkSize else { return }
+            crc = CRC32C.checksum(out, continuing: crc)
+            try sink(out)
+            out.removeAll(keepingCapacity: true)
         }
         put(Self.magic)
         put(Self.version)
@@ -83,24 +111,70 @@ struct IndexSnapshot: Equatable {
             put(entry.sequence)
             put(entry.timestamp)
             put(UInt8(entry.corrupt ? 1 : 0))
+            try flushIfFull()
         }
-        put(CRC32C.checksum(out))
-        return out
+        crc = CRC32C.checksum(out, continuing: crc)
+        put(crc)
+        try sink(out)
     }
 
-    /// Parses a snapshot, or says why it cannot be used. Every count and length is checked against
-    /// the bytes actually present before it is followed.
-    static func decode(_ bytes: [UInt8], maxValueLength: Int) -> Result<IndexSnapshot, ShardServerError> {
+    /// Parses a snapshot held in memory, or says why it cannot be used.
+    static func decode(_ bytes: [UInt8], maxValueLength: Int, chunkSize: Int = chunkSize) -> Result<IndexSnapshot, ShardServerError> {
         guard bytes.count >= headerSize + 4 else { return .failure(problem("file of \(bytes.count) bytes is too short")) }
         let body = bytes.count - 4
         let stored = bytes.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: body, as: UInt32.self)) }
-        let computed = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<body])) }
-        guard stored == computed else { return .failure(problem("checksum mismatch")) }
-        var reader = Reader(bytes: bytes, end: body)
+        var reader = Reader(bodySize: body, chunkSize: chunkSize) { offset, count in Array(bytes[offset..<(offset + count)]) }
+        return parse(&reader, storedChecksum: stored, maxValueLength: maxValueLength)
+    }
+
+    /// Reads the snapshot at `path` in chunks of `chunkSize` bytes, or says why it cannot be used.
+    /// The file may be at most `maxFileSize` bytes (a parameter so tests can show a file over the
+    /// limit is refused without writing gigabytes).
+    static func read(path: String, maxValueLength: Int, maxFileSize: Int = maxFileSize,
+                     chunkSize: Int = chunkSize) -> Result<IndexSnapshot, ShardServerError> {
+        let fd: Int32
+        do { fd = try FileIO.open(path, flags: O_RDONLY) } catch {
+            return .failure(problem("unreadable: \(error)"))
+        }
+        defer { close(fd) }
+        let size: Int
+        var trailer = [UInt8](repeating: 0, count: 4)
         do {
-            guard try reader.read(UInt32.self) == magic else { return .failure(problem("bad magic")) }
+            size = Int(try FileIO.fileSize(fd: fd, path: path))
+            guard size <= maxFileSize else {
+                return .failure(problem("file of \(size) bytes is larger than the \(maxFileSize) a snapshot may be"))
+            }
+            guard size >= headerSize + 4 else { return .failure(problem("file of \(size) bytes is too short")) }
+            try trailer.withUnsafeMutableBytes { try FileIO.preadFully(fd: fd, into: $0, count: 4, offset: UInt64(size - 4), path: path) }
+        } catch {
+            return .failure(problem("unreadable: \(error)"))
+        }
+        let stored = trailer.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) }
+        var reader = Reader(bodySize: size - 4, chunkSize: chunkSize) { offset, count throws(ShardServerError) in
+            var chunk = [UInt8](repeating: 0, count: count)
+            do {
+                try chunk.withUnsafeMutableBytes {
+                    try FileIO.preadFully(fd: fd, into: $0, count: count, offset: UInt64(offset), path: path)
+                }
+            } catch {
+                // Shrunk while being read: as unusable as a torn file.
+                throw problem("unreadable: \(error)")
+            }
+            return chunk
+        }
+        return parse(&reader, storedChecksum: stored, maxValueLength: maxValueLength)
+    }
+
+    /// Parses the body while the reader checksums it; the result counts only when the checksum of
+    /// every body byte matches the stored one. Every count and length is checked against the bytes
+    /// actually present before it is followed.
+    private static func parse(_ reader: inout Reader, storedChecksum: UInt32, maxValueLength: Int) -> Result<IndexSnapshot, ShardServerError> {
+        do {
+            guard try reader.read(UInt32.self) == magic else { return .failure(unusable(&reader, storedChecksum, "bad magic")) }
             let version = try reader.read(UInt32.self)
-            guard version == Self.version else { return .failure(problem("version \(version), expected \(Self.version)")) }
+            guard version == Self.version else {
+                return .failure(unusable(&reader, storedChecksum, "version \(version), expected \(Self.version)"))
+            }
             let nextSequence = try reader.read(UInt64.self)
             let nextSeqID = try reader.read(UInt64.self)
             let coveredSegment = try reader.read(UInt32.self)
@@ -108,10 +182,10 @@ struct IndexSnapshot: Equatable {
             let segmentCount = Int(try reader.read(UInt32.self))
             let entryCount = try reader.read(UInt64.self)
             guard segmentCount <= maxSegments, segmentCount * segmentRecordSize <= reader.remaining else {
-                return .failure(problem("segment count \(segmentCount) does not fit the file"))
+                return .failure(unusable(&reader, storedChecksum, "segment count \(segmentCount) does not fit the file"))
             }
-            guard entryCount <= UInt64(reader.remaining / minimumEntrySize) else {
-                return .failure(problem("entry count \(entryCount) does not fit the file"))
+            guard entryCount <= UInt64((reader.remaining - segmentCount * segmentRecordSize) / minimumEntrySize) else {
+                return .failure(unusable(&reader, storedChecksum, "entry count \(entryCount) does not fit the file"))
             }
             var segments: [SegmentRecord] = []
             segments.reserveCapacity(segmentCount)
@@ -120,10 +194,11 @@ struct IndexSnapshot: Equatable {
                                               deadBytes: try reader.read(UInt64.self)))
             }
             var entries: [EntryRecord] = []
-            entries.reserveCapacity(Int(entryCount))
+            // The count fits the file, but the checksum has not vouched for it yet.
+            entries.reserveCapacity(min(Int(entryCount), maxReservedEntries))
             for _ in 0..<entryCount {
                 let keyLength = Int(try reader.read(UInt8.self))
-                guard keyLength > 0 else { return .failure(problem("an entry has an empty key")) }
+                guard keyLength > 0 else { return .failure(unusable(&reader, storedChecksum, "an entry has an empty key")) }
                 let key = try reader.bytes(keyLength)
                 let entry = EntryRecord(
                     key: key, segmentID: try reader.read(UInt32.self), offset: try reader.read(UInt64.self),
@@ -131,16 +206,26 @@ struct IndexSnapshot: Equatable {
                     sequence: try reader.read(UInt64.self), timestamp: try reader.read(UInt64.self),
                     corrupt: try reader.read(UInt8.self) & 1 != 0)
                 guard Int(entry.valueLength) <= maxValueLength else {
-                    return .failure(problem("an entry's value length \(entry.valueLength) is over the limit"))
+                    return .failure(unusable(&reader, storedChecksum, "an entry's value length \(entry.valueLength) is over the limit"))
                 }
                 entries.append(entry)
             }
-            guard reader.remaining == 0 else { return .failure(problem("\(reader.remaining) bytes after the last entry")) }
+            guard reader.remaining == 0 else {
+                return .failure(unusable(&reader, storedChecksum, "\(reader.remaining) bytes after the last entry"))
+            }
+            guard reader.checksum == storedChecksum else { return .failure(problem("checksum mismatch")) }
             return .success(IndexSnapshot(nextSequence: nextSequence, nextSeqID: nextSeqID, coveredSegment: coveredSegment,
                                           coveredOffset: coveredOffset, segments: segments, entries: entries))
         } catch {
-            return .failure(problem("truncated"))
+            return .failure(unusable(&reader, storedChecksum, error.snapshotReason))
         }
+    }
+
+    /// Why parsing stopped; a damaged file is reported as a checksum mismatch (as it was when the
+    /// whole file was checked before parsing), which reads the rest of the body to find out.
+    private static func unusable(_ reader: inout Reader, _ stored: UInt32, _ reason: String) -> ShardServerError {
+        guard let checksum = reader.checksumOfWholeBody(), checksum == stored else { return problem("checksum mismatch") }
+        return problem(reason)
     }
 
     /// Why a snapshot cannot be used, as the module's error (the reason is what start-up logs
@@ -149,31 +234,75 @@ struct IndexSnapshot: Equatable {
         .corrupt(path: fileName, offset: 0, reason: reason)
     }
 
-    /// Bounds-checked little-endian reads over the snapshot's bytes.
+    /// Bounds-checked little-endian reads over the snapshot's body, loaded `chunkSize` bytes at a
+    /// time and checksummed as loaded.
     private struct Reader {
-        let bytes: [UInt8]
-        let end: Int
-        var position = 0
+        typealias Load = (_ offset: Int, _ count: Int) throws(ShardServerError) -> [UInt8]
 
-        init(bytes: [UInt8], end: Int) {
-            self.bytes = bytes
-            self.end = end
+        private let bodySize: Int
+        private let chunkSize: Int
+        private let load: Load
+        private var buffer: [UInt8] = []
+        private var position = 0
+        private var loaded = 0
+        private var consumed = 0
+        /// CRC32-C of the body bytes loaded so far (all of it once `remaining` is 0).
+        private(set) var checksum: UInt32 = 0
+
+        init(bodySize: Int, chunkSize: Int, load: @escaping Load) {
+            self.bodySize = bodySize
+            self.chunkSize = max(1, chunkSize)
+            self.load = load
         }
 
-        var remaining: Int { end - position }
+        var remaining: Int { bodySize - consumed }
+
+        /// Makes `count` unread bytes available in `buffer` from `position`.
+        private mutating func ensure(_ count: Int) throws(ShardServerError) {
+            guard remaining >= count else { throw IndexSnapshot.problem("truncated") }
+            let buffered = buffer.count - position
+            guard buffered < count else { return }
+            let want = min(max(chunkSize, count - buffered), bodySize - loaded)
+            let chunk = try load(loaded, want)
+            guard chunk.count == want else { throw IndexSnapshot.problem("truncated") }
+            checksum = CRC32C.checksum(chunk, continuing: checksum)
+            loaded += want
+            if buffered == 0 {
+                buffer = chunk
+            } else {
+                buffer = Array(buffer[position...]) + chunk
+            }
+            position = 0
+        }
+
+        /// Loads (and drops) whatever of the body is not loaded yet; nil when it cannot be read.
+        mutating func checksumOfWholeBody() -> UInt32? {
+            buffer = []
+            position = 0
+            while loaded < bodySize {  // each pass loads at least one byte
+                let want = min(chunkSize, bodySize - loaded)
+                guard let chunk = try? load(loaded, want), chunk.count == want else { return nil }
+                checksum = CRC32C.checksum(chunk, continuing: checksum)
+                loaded += want
+            }
+            consumed = bodySize
+            return checksum
+        }
 
         mutating func read<T: FixedWidthInteger>(_: T.Type) throws(ShardServerError) -> T {
             let size = MemoryLayout<T>.size
-            guard remaining >= size else { throw IndexSnapshot.problem("truncated") }
-            let value = bytes.withUnsafeBytes { T(littleEndian: $0.loadUnaligned(fromByteOffset: position, as: T.self)) }
+            try ensure(size)
+            let value = buffer.withUnsafeBytes { T(littleEndian: $0.loadUnaligned(fromByteOffset: position, as: T.self)) }
             position += size
+            consumed += size
             return value
         }
 
         mutating func bytes(_ count: Int) throws(ShardServerError) -> [UInt8] {
-            guard count >= 0, remaining >= count else { throw IndexSnapshot.problem("truncated") }
-            defer { position += count }
-            return Array(bytes[position..<(position + count)])
+            guard count >= 0 else { throw IndexSnapshot.problem("truncated") }
+            try ensure(count)
+            defer { position += count; consumed += count }
+            return Array(buffer[position..<(position + count)])
         }
     }
 }

@@ -6,6 +6,8 @@ import Synchronization
 struct StoreLimits: Sendable {
     var maxValueLength: Int
     var segmentSize: UInt64
+    /// A larger index snapshot is ignored and the index rebuilt from the segments.
+    var maxSnapshotSize: Int = IndexSnapshot.maxFileSize
 }
 
 /// Where a live value sits, handed out by `Namespace.locate` so the read itself happens outside
@@ -48,6 +50,10 @@ final class Namespace: Sendable {
     /// Held while a snapshot is written, so two writers never share the temporary file.
     private let snapshotWriter = Mutex(())
     private let removedFlag = Atomic<Bool>(false)
+    /// Unique per instance for the life of the process (the value cache's key): a namespace
+    /// deleted and created again under the same name starts over with new sequence numbers.
+    let cacheID: UInt64
+    private static let nextCacheID = Atomic<UInt64>(1)
 
     struct IndexEntry {
         var segmentID: UInt32
@@ -103,6 +109,7 @@ final class Namespace: Sendable {
         self.limits = limits
         self.state = Mutex(state)
         self.recovery = recovery
+        self.cacheID = Self.nextCacheID.wrappingAdd(1, ordering: .relaxed).oldValue
     }
 
     // MARK: - Opening and recovery
@@ -176,11 +183,7 @@ final class Namespace: Sendable {
     private static func loadSnapshot(directory: String, limits: StoreLimits) -> Result<IndexSnapshot, ShardServerError> {
         let path = directory + "/" + IndexSnapshot.fileName
         guard FileIO.exists(path) else { return .failure(IndexSnapshot.problem("missing")) }
-        let bytes: [UInt8]
-        do { bytes = try FileIO.readWholeFile(path, limit: IndexSnapshot.maxFileSize) } catch {
-            return .failure(IndexSnapshot.problem("unreadable: \(error)"))
-        }
-        return IndexSnapshot.decode(bytes, maxValueLength: limits.maxValueLength)
+        return IndexSnapshot.read(path: path, maxValueLength: limits.maxValueLength, maxFileSize: limits.maxSnapshotSize)
     }
 
     /// Builds the state from `snapshot` (or from nothing) plus the segment bytes after it. Fails
@@ -639,7 +642,9 @@ final class Namespace: Sendable {
                         valueCRC: entry.valueCRC, sequence: entry.sequence, timestamp: entry.timestamp, corrupt: entry.corrupt))
                 }
                 index = [:]
-                try FileIO.writeAtomically(snapshot.encode(), to: directory + "/" + IndexSnapshot.fileName, directory: directory)
+                try FileIO.writeAtomically(to: directory + "/" + IndexSnapshot.fileName, directory: directory) { write in
+                    try snapshot.encode(chunkSize: IndexSnapshot.chunkSize, into: write)
+                }
             } catch {
                 state.withLock { $0.snapshotWanted = true }
                 throw error

@@ -11,6 +11,7 @@ final class ServerContext: Sendable {
     let counters: Counters
     let logger: Logger
     let bootTime: UInt64
+    let valueCache: ValueCache
 
     init(config: ShardServerConfig, store: ShardStore, committer: GroupCommitter, threadPool: NIOThreadPool,
          counters: Counters, logger: Logger, bootTime: UInt64) {
@@ -21,5 +22,6 @@ final class ServerContext: Sendable {
         self.counters = counters
         self.logger = logger
         self.bootTime = bootTime
+        self.valueCache = ValueCache(capacity: config.valueCacheBytes, maxValueLength: min(config.sendfileThreshold, ValueCache.maxCachedValue))
     }
 }

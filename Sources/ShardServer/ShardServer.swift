@@ -175,7 +175,10 @@ public final class ShardServer: Sendable {
     }
 
     public func deleteNamespace(_ name: String) throws {
-        try context().store.delete(name: name)
+        let context = try context()
+        let cacheID = context.store.namespace(name)?.cacheID
+        try context.store.delete(name: name)
+        if let cacheID { context.valueCache.removeAll(namespace: cacheID) }
         logger.info("namespace deleted", metadata: ["namespace": "\(name)"])
     }
 

@@ -41,6 +41,11 @@ import Testing
             listen = "[::1]:9901"
             fsync = "always"
             data_dirs = ["/disk1/shards", "/disk2/shards"]
+            idle_timeout_s = 0
+            scrub_mib_per_s = 8
+            compaction_dead_ratio = 0.25
+            sendfile_threshold_bytes = 1048576
+            value_cache_mib = 0
             [log]
             level = "debug"
             format = "logfmt"
@@ -54,6 +59,11 @@ import Testing
         #expect(config.shardServer.listen == "[::1]:9901")
         #expect(config.shardServer.fsync == .always)
         #expect(config.shardServer.dataDirs.count == 2)
+        #expect(config.shardServer.idleTimeoutSeconds == 0)
+        #expect(config.shardServer.scrubMiBPerSecond == 8)
+        #expect(config.shardServer.compactionDeadRatio == 0.25)
+        #expect(config.shardServer.sendfileThresholdBytes == 1 << 20)
+        #expect(config.shardServer.valueCacheMiB == 0)
         #expect(config.log.level == .debug)
         #expect(config.log.format == .logfmt)
         #expect(config.reporter == AgentConfig.Reporter())
@@ -80,9 +90,77 @@ import Testing
         expectError("[shard_server]\nenabled = 1\n", key: "shard_server.enabled", containing: "true or false")
         expectError("[shard_server]\ndata_dirs = [\"/d1\", \"/d2\", \"/d1\"]\n", key: "shard_server.data_dirs", containing: "value \"/d1\" is listed twice")
         expectError("[shard_server]\ndata_dirs = [\"shards\"]\n", key: "shard_server.data_dirs", containing: "absolute path")
+        expectError("[shard_server]\nidle_timeout_s = -1\n", key: "shard_server.idle_timeout_s", containing: "0...86400")
+        expectError("[shard_server]\nscrub_mib_per_s = 20000\n", key: "shard_server.scrub_mib_per_s", containing: "0...10240")
+        expectError("[shard_server]\ncompaction_dead_ratio = 1.5\n", key: "shard_server.compaction_dead_ratio", containing: "0.0...1.0")
+        expectError("[shard_server]\ncompaction_dead_ratio = 0.05\n", key: "shard_server.compaction_dead_ratio", containing: "0 (never compact) or a number in 0.1...1.0")
+        expectError("[shard_server]\nsendfile_threshold_bytes = 1e6\n", key: "shard_server.sendfile_threshold_bytes", containing: "expected an integer")
+        expectError("[shard_server]\nsendfile_threshold_bytes = 67108865\n", key: "shard_server.sendfile_threshold_bytes", containing: "0...67108864")
+        expectError("[shard_server]\nvalue_cache_mib = -2\n", key: "shard_server.value_cache_mib", containing: "0...65536")
         expectError("[provisioner]\novercommit_ratio = 0.5\n", key: "provisioner.overcommit_ratio", containing: "1.0...10.0")
         expectError("[reporter]\nuptime_interval_s = 3600\n", key: "reporter.uptime_interval_s", containing: "60...2400")
         expectError("[log]\nlevel = \"verbose\"\n", key: "log.level", containing: "trace, debug, info")
+    }
+
+    /// The [shard_server] keys reach the server's configuration (0 meaning "off" where it does).
+    @Test func shardServerKeysReachTheServerConfig() throws {
+        let defaults = try ShardServerSetup.serverConfig(from: AgentConfig(), adminPassword: "pw")
+        #expect(defaults.idleTimeoutSeconds == 300)
+        #expect(defaults.scrubBytesPerSecond == 32 << 20)
+        #expect(defaults.compactionDeadRatio == 0.5)
+        #expect(defaults.sendfileThreshold == 64 << 10)
+        #expect(defaults.valueCacheBytes == 64 << 20)
+
+        let config = try parser.parse("""
+            [shard_server]
+            listen = "127.0.0.1:9911"
+            fsync = "never"
+            idle_timeout_s = 0
+            scrub_mib_per_s = 0
+            compaction_dead_ratio = 0
+            sendfile_threshold_bytes = 0
+            value_cache_mib = 0
+            """)
+        let server = try ShardServerSetup.serverConfig(from: config, adminPassword: "pw")
+        #expect(server.host == "127.0.0.1" && server.port == 9911 && server.fsync == .never)
+        #expect(server.idleTimeoutSeconds == nil)
+        #expect(server.scrubBytesPerSecond == 0)
+        #expect(server.compactionDeadRatio == 0)
+        #expect(server.sendfileThreshold == 0)
+        #expect(server.valueCacheBytes == 0)
+
+        let tuned = try parser.parse("[shard_server]\nidle_timeout_s = 30\nscrub_mib_per_s = 5\ncompaction_dead_ratio = 1\n")
+        let tunedServer = try ShardServerSetup.serverConfig(from: tuned, adminPassword: "pw")
+        #expect(tunedServer.idleTimeoutSeconds == 30)
+        #expect(tunedServer.scrubBytesPerSecond == 5 << 20)
+        #expect(tunedServer.compactionDeadRatio == 1.0)
+    }
+
+    /// `node-agent shard-server` takes the same settings as flags, with the same bounds.
+    @Test func shardServerFlagsAreValidatedAndReachTheServerConfig() throws {
+        let command = try ShardServerCommand.parse([
+            "--listen", "127.0.0.1:0", "--data", "/srv/a", "--data", "/srv/b", "--idle-timeout", "0",
+            "--scrub-mib-per-s", "4", "--compaction-dead-ratio", "0.75", "--sendfile-threshold", "4096", "--threads", "1",
+            "--value-cache-mib", "16"])
+        let server = try command.serverConfig(adminPassword: nil)
+        #expect(server.dataDirectories == ["/srv/a", "/srv/b"])
+        #expect(server.idleTimeoutSeconds == nil)
+        #expect(server.scrubBytesPerSecond == 4 << 20)
+        #expect(server.compactionDeadRatio == 0.75)
+        #expect(server.sendfileThreshold == 4096)
+        #expect(server.threads == 1)
+        #expect(server.valueCacheBytes == 16 << 20)
+
+        let defaults = try ShardServerCommand.parse(["--data", "/srv/a"]).serverConfig(adminPassword: nil)
+        #expect(defaults.idleTimeoutSeconds == 300 && defaults.scrubBytesPerSecond == 32 << 20 && defaults.compactionDeadRatio == 0.5)
+
+        for bad in [["--compaction-dead-ratio", "0.05"], ["--compaction-dead-ratio", "2"], ["--scrub-mib-per-s=-1"],
+                    ["--idle-timeout=-5"], ["--sendfile-threshold", "100000000"], ["--threads=-1"], ["--max-clients", "0"],
+                    ["--value-cache-mib", "70000"]] {
+            #expect(throws: (any Error).self, "\(bad) should be refused") {
+                _ = try ShardServerCommand.parse(["--data", "/srv/a"] + bad)
+            }
+        }
     }
 
     @Test func syntaxErrorsSayWhere() {

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Testing
 @testable import ShardServer
 
@@ -231,6 +232,93 @@ import Glibc
                 Issue.record("a snapshot cut at \(cut) bytes was accepted")
             }
         }
+    }
+
+    /// Snapshots are read and written in chunks: nothing holds the whole file, so the size limit
+    /// only catches damage (it used to be a 1 GiB whole-file read, about 20 million keys).
+    @Test func snapshotsStreamInChunksAndTheSizeLimitIsAParameter() throws {
+        let dir = NSTemporaryDirectory() + "shard-snapshot-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/" + IndexSnapshot.fileName
+        let entries = (0..<500).map { i in
+            IndexSnapshot.EntryRecord(key: Array("key-\(i)-".utf8) + Array(repeating: UInt8(i & 0xFF), count: i % 200),
+                                      segmentID: UInt32(i % 3), offset: UInt64(i) * 4096, valueLength: UInt32(i * 7),
+                                      valueCRC: UInt32(i) &* 2_654_435_761, sequence: UInt64(i + 1), timestamp: 1_700_000_000,
+                                      corrupt: i % 97 == 0)
+        }
+        let snapshot = IndexSnapshot(nextSequence: 501, nextSeqID: 0, coveredSegment: 2, coveredOffset: 12_345,
+                                     segments: (0..<3).map { .init(id: $0, size: 1 << 20, deadBytes: UInt64($0) * 10) },
+                                     entries: entries)
+        // Written in 1000-byte pieces, then read back with chunk sizes that split every field.
+        var pieces = 0
+        try FileIO.writeAtomically(to: path, directory: dir) { write in
+            try snapshot.encode(chunkSize: 1000) { pieces += 1; try write($0) }
+        }
+        #expect(pieces > 10)
+        let whole = snapshot.encode()
+        #expect(try [UInt8](Data(contentsOf: URL(fileURLWithPath: path))) == whole)
+        for chunk in [1, 7, 64, 4096, IndexSnapshot.chunkSize] {
+            #expect(IndexSnapshot.read(path: path, maxValueLength: 1 << 20, chunkSize: chunk) == .success(snapshot), "chunk \(chunk)")
+        }
+        // The limit is the file size: one byte over it is fine, one byte under is refused.
+        #expect(IndexSnapshot.read(path: path, maxValueLength: 1 << 20, maxFileSize: whole.count) == .success(snapshot))
+        guard case .failure(let tooLarge) = IndexSnapshot.read(path: path, maxValueLength: 1 << 20, maxFileSize: whole.count - 1) else {
+            Issue.record("a snapshot over the size limit was read")
+            return
+        }
+        #expect(tooLarge.snapshotReason.contains("larger than"))
+        // Damage anywhere is caught by the checksum of the streamed body, whatever the chunk size.
+        for position in [0, 47, whole.count / 2, whole.count - 5, whole.count - 1] {
+            var damaged = whole
+            damaged[position] ^= 0x10
+            try Data(damaged).write(to: URL(fileURLWithPath: path))
+            for chunk in [7, 4096] {
+                guard case .failure(let problem) = IndexSnapshot.read(path: path, maxValueLength: 1 << 20, chunkSize: chunk) else {
+                    Issue.record("a snapshot damaged at byte \(position) was accepted (chunk \(chunk))")
+                    continue
+                }
+                #expect(problem.snapshotReason == "checksum mismatch", "byte \(position): \(problem.snapshotReason)")
+            }
+        }
+        // Cut short: refused, never a crash.
+        for cut in [0, 20, 52, whole.count / 3, whole.count - 1] {
+            try Data(whole.prefix(cut)).write(to: URL(fileURLWithPath: path))
+            if case .success = IndexSnapshot.read(path: path, maxValueLength: 1 << 20, chunkSize: 64) {
+                Issue.record("a snapshot cut at \(cut) bytes was accepted")
+            }
+        }
+    }
+
+    /// A namespace whose snapshot is over the store's limit rebuilds its index from the segments
+    /// (and serves every value); under the default limit the same snapshot is used.
+    @Test func aSnapshotOverTheLimitIsRebuiltFromTheSegments() async throws {
+        let first = try await TestServer.start()
+        let expected = try populate(first, 0..<50)
+        try await first.stop()
+        let directory = first.dataPath + "/default"
+        let size = try #require(try FileManager.default.attributesOfItem(atPath: directory + "/" + IndexSnapshot.fileName)[.size] as? Int)
+        let logger = Logger(label: "shard-test")
+
+        var small = StoreLimits(maxValueLength: 8 << 20, segmentSize: 256 << 20)
+        small.maxSnapshotSize = size - 1
+        let rebuilt = try Namespace.open(name: "default", directory: directory, limits: small, logger: logger)
+        guard case .rebuilt(let reason) = rebuilt.recovery else {
+            Issue.record("expected a rebuild, got \(rebuilt.recovery)")
+            return
+        }
+        #expect(reason.contains("larger than"), "\(reason)")
+        #expect(rebuilt.info().entries == 50)
+
+        var exact = small
+        exact.maxSnapshotSize = size
+        let fromSnapshot = try Namespace.open(name: "default", directory: directory, limits: exact, logger: logger)
+        #expect(fromSnapshot.recovery == .snapshot(replayedEntries: 0))
+        #expect(fromSnapshot.info().entries == 50)
+
+        let second = try await first.restarted()
+        try expectValues(second, expected)
+        try await second.stop()
     }
 
     // MARK: - Several data directories

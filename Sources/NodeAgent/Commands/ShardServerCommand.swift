@@ -39,6 +39,15 @@ struct ShardServerCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Values larger than this many bytes are sent with sendfile; smaller ones are read, CRC-checked and sent from memory.")
     var sendfileThreshold: Int = 64 << 10
 
+    @Option(name: .long, help: "Background scrub rate in MiB/s over all namespaces (0: off).")
+    var scrubMibPerS: Int = 32
+
+    @Option(name: .long, help: "Compact a sealed segment once this fraction of it is dead (0: never; else 0.1 to 1.0).")
+    var compactionDeadRatio: Double = 0.5
+
+    @Option(name: .long, help: "Memory in MiB for replies of small hot values, verified when read (0: no cache).")
+    var valueCacheMib: Int = 64
+
     @Option(name: .long, help: "Event loop threads (0: one per core).")
     var threads: Int = 0
 
@@ -52,8 +61,29 @@ struct ShardServerCommand: AsyncParsableCommand {
         guard AgentConfig.LogLevel(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level \(logLevel) is not a level")
         }
-        guard (0...(64 << 20)).contains(sendfileThreshold) else {
-            throw ValidationError("--sendfile-threshold \(sendfileThreshold): expected 0 to 67108864 bytes")
+        guard (0...ShardServerSetup.maxSendfileThreshold).contains(sendfileThreshold) else {
+            throw ValidationError("--sendfile-threshold \(sendfileThreshold): expected 0 to \(ShardServerSetup.maxSendfileThreshold) bytes")
+        }
+        guard (0...86_400).contains(idleTimeout) else {
+            throw ValidationError("--idle-timeout \(idleTimeout): expected 0 (never) to 86400 seconds")
+        }
+        guard (0...10_240).contains(scrubMibPerS) else {
+            throw ValidationError("--scrub-mib-per-s \(scrubMibPerS): expected 0 (off) to 10240 MiB/s")
+        }
+        guard compactionDeadRatio == 0 || (ShardServerSetup.minimumCompactionRatio...1.0).contains(compactionDeadRatio) else {
+            throw ValidationError("--compaction-dead-ratio \(compactionDeadRatio): expected 0 (never) or 0.1 to 1.0")
+        }
+        guard (0...65_536).contains(valueCacheMib) else {
+            throw ValidationError("--value-cache-mib \(valueCacheMib): expected 0 (off) to 65536")
+        }
+        guard (1...65_536).contains(maxClients) else {
+            throw ValidationError("--max-clients \(maxClients): expected 1 to 65536")
+        }
+        guard (0...256).contains(threads) else {
+            throw ValidationError("--threads \(threads): expected 0 (one per core) to 256")
+        }
+        guard fsync != "interval" || (1...60_000).contains(fsyncIntervalMs) else {
+            throw ValidationError("--fsync-interval-ms \(fsyncIntervalMs): expected 1 to 60000")
         }
         guard Self.parseListen(listen) != nil else {
             throw ValidationError("--listen \(listen): expected HOST:PORT with a port from 0 to 65535")
@@ -71,14 +101,8 @@ struct ShardServerCommand: AsyncParsableCommand {
         return (host, port)
     }
 
-    func run() async throws {
-        AgentLogHandler.bootstrap(format: .auto, level: AgentConfig.LogLevel(rawValue: logLevel)?.swiftLogLevel ?? .info)
-        let logger = Logger(label: "shard-server")
-        var password = adminPassword
-        if let file = adminPasswordFile {
-            let text = try String(contentsOfFile: file, encoding: .utf8)
-            password = text.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init)
-        }
+    /// The server's configuration from the flags (already checked by `validate`).
+    func serverConfig(adminPassword password: String?) throws -> ShardServerConfig {
         guard let (host, port) = Self.parseListen(listen) else { throw ValidationError("--listen \(listen) is not HOST:PORT") }
         let policy: ShardServerConfig.FsyncPolicy
         switch fsync {
@@ -88,9 +112,24 @@ struct ShardServerCommand: AsyncParsableCommand {
         }
         var config = ShardServerConfig(host: host, port: port, dataDirectory: data[0], adminPassword: password,
                                        fsync: policy, maxClients: maxClients,
-                                       idleTimeoutSeconds: idleTimeout > 0 ? idleTimeout : nil, threads: max(0, threads))
+                                       idleTimeoutSeconds: idleTimeout > 0 ? idleTimeout : nil,
+                                       sendfileThreshold: sendfileThreshold, scrubBytesPerSecond: scrubMibPerS << 20,
+                                       compactionDeadRatio: compactionDeadRatio, threads: threads,
+                                       valueCacheBytes: valueCacheMib << 20)
         config.dataDirectories = data
-        config.sendfileThreshold = sendfileThreshold
+        return config
+    }
+
+    func run() async throws {
+        AgentLogHandler.bootstrap(format: .auto, level: AgentConfig.LogLevel(rawValue: logLevel)?.swiftLogLevel ?? .info)
+        let logger = Logger(label: "shard-server")
+        var password = adminPassword
+        if let file = adminPasswordFile {
+            let text = try String(contentsOfFile: file, encoding: .utf8)
+            password = text.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init)
+        }
+        let config = try serverConfig(adminPassword: password)
+        let host = config.host
         let service = ShardServerService(config: config, logger: logger) { boundPort in
             // Unbuffered: tests and scripts wait for this line to learn the port.
             FileHandle.standardOutput.write(Data("shard-server listening on \(host):\(boundPort)\n".utf8))

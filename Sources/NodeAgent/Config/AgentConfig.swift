@@ -46,6 +46,16 @@ struct AgentConfig: Equatable, Sendable {
         var fsync: FsyncPolicy = .interval
         var fsyncIntervalMilliseconds: Int = 1000
         var maxClients: Int = 1024
+        /// A connection silent both ways this long is closed; 0: never.
+        var idleTimeoutSeconds: Int = 300
+        /// Background integrity scrub over all namespaces; 0: off.
+        var scrubMiBPerSecond: Int = 32
+        /// A sealed segment with at least this fraction of dead bytes is compacted; 0: never.
+        var compactionDeadRatio: Double = 0.5
+        /// Values larger than this go out with sendfile; smaller ones are read, CRC-checked and copied.
+        var sendfileThresholdBytes: Int = 64 << 10
+        /// Memory for whole GET replies of small hot values (verified when read); 0: no cache.
+        var valueCacheMiB: Int = 64
     }
 
     /// Container networks (README "Networking").

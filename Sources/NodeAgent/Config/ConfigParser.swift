@@ -85,6 +85,20 @@ struct ConfigParser {
             if let v = try s.choice("fsync", AgentConfig.FsyncPolicy.self) { config.shardServer.fsync = v }
             if let v = try s.integer("fsync_interval_ms", in: 1...60_000) { config.shardServer.fsyncIntervalMilliseconds = v }
             if let v = try s.integer("max_clients", in: 1...65_536) { config.shardServer.maxClients = v }
+            if let v = try s.integer("idle_timeout_s", in: 0...86_400) { config.shardServer.idleTimeoutSeconds = v }
+            if let v = try s.integer("scrub_mib_per_s", in: 0...10_240) { config.shardServer.scrubMiBPerSecond = v }
+            if let v = try s.number("compaction_dead_ratio", in: 0.0...1.0) {
+                // Below 10% dead, compaction rewrites nine live bytes or more per byte it frees.
+                guard v == 0 || v >= ShardServerSetup.minimumCompactionRatio else {
+                    throw .config(file: file, key: "shard_server.compaction_dead_ratio",
+                                  message: "value \(v) is not allowed: expected 0 (never compact) or a number in 0.1...1.0")
+                }
+                config.shardServer.compactionDeadRatio = v
+            }
+            if let v = try s.integer("value_cache_mib", in: 0...65_536) { config.shardServer.valueCacheMiB = v }
+            if let v = try s.integer("sendfile_threshold_bytes", in: 0...ShardServerSetup.maxSendfileThreshold) {
+                config.shardServer.sendfileThresholdBytes = v
+            }
             try s.rejectUnknownKeys()
         }
         do {

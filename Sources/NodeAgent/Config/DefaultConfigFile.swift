@@ -57,6 +57,16 @@ enum DefaultConfigFile {
         fsync_interval_ms = 1000
         # Connections beyond this many are answered with an error and closed.
         max_clients = 1024
+        # Connections silent both ways for this long are closed (0: never); 0-db clients reconnect.
+        idle_timeout_s = 300
+        # Background scrub: re-reads every stored entry against its checksum at this rate (0: off).
+        scrub_mib_per_s = 32
+        # A full segment at least this fraction overwritten or deleted is compacted (0: never; else 0.1 to 1.0).
+        compaction_dead_ratio = 0.5
+        # GET values larger than this go out with sendfile; smaller ones are read, checked and copied.
+        sendfile_threshold_bytes = 65536
+        # Memory (MiB) for replies of small hot values, so repeated GETs skip the disk read (0: off).
+        value_cache_mib = 64
 
         [network]
         # Private networks, published ports and egress policy for container workloads (iproute2, nftables).

@@ -7,6 +7,10 @@ enum ShardServerSetup {
     static let passwordFileName = "shard-admin.password"
     /// 24 random bytes as hex: 192 bits, and printable for redis-cli's AUTH.
     static let passwordBytes = 24
+    /// Compaction below this dead fraction rewrites nine live bytes or more per byte it frees.
+    static let minimumCompactionRatio = 0.1
+    /// The largest value the server stores is 64 MiB at most; a threshold above it means "never sendfile".
+    static let maxSendfileThreshold = 64 << 20
 
     static func passwordPath(stateDir: String) -> String { stateDir + "/" + passwordFileName }
 
@@ -22,7 +26,12 @@ enum ShardServerSetup {
         case .interval: fsync = .interval(milliseconds: section.fsyncIntervalMilliseconds)
         }
         var server = ShardServerConfig(host: host, port: port, dataDirectory: section.dataDirs.first ?? "",
-                                       adminPassword: adminPassword, fsync: fsync, maxClients: section.maxClients)
+                                       adminPassword: adminPassword, fsync: fsync, maxClients: section.maxClients,
+                                       idleTimeoutSeconds: section.idleTimeoutSeconds > 0 ? section.idleTimeoutSeconds : nil,
+                                       sendfileThreshold: section.sendfileThresholdBytes,
+                                       scrubBytesPerSecond: section.scrubMiBPerSecond << 20,
+                                       compactionDeadRatio: section.compactionDeadRatio,
+                                       valueCacheBytes: section.valueCacheMiB << 20)
         server.dataDirectories = section.dataDirs
         return server
     }

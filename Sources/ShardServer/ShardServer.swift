@@ -192,6 +192,7 @@ public final class ShardServer: Sendable {
     public func statistics() throws -> ShardServerStatistics {
         let context = try context()
         let c = context.counters
+        let cache = context.valueCache.statistics
         return ShardServerStatistics(
             connectionsCurrent: c.connectionsCurrent.load(ordering: .relaxed),
             connectionsTotal: c.connectionsTotal.load(ordering: .relaxed),
@@ -205,6 +206,7 @@ public final class ShardServer: Sendable {
             latencyMicrosTotal: c.latencyMicrosTotal.load(ordering: .relaxed),
             corruptFound: c.corruptFound.load(ordering: .relaxed),
             compactedBytes: c.compactedBytes.load(ordering: .relaxed),
+            valueCacheBytes: cache.bytes, valueCacheHits: cache.hits, valueCacheMisses: cache.misses,
             latencies: Dictionary(uniqueKeysWithValues: c.latency.snapshot().map { ($0.key.name, $0.value) }),
             namespaces: context.store.all().map { $0.info() }.sorted { $0.name < $1.name })
     }

@@ -18,6 +18,10 @@ public struct ShardServerStatistics: Sendable, Equatable {
     /// Corrupt entries found by GET, CHECK or the scrub since start.
     public var corruptFound: UInt64
     public var compactedBytes: UInt64
+    /// The cache of verified small GET replies: bytes held, hits and misses since start.
+    public var valueCacheBytes: Int
+    public var valueCacheHits: UInt64
+    public var valueCacheMisses: UInt64
     /// Per command (`TimedCommand.name`): latency from parsed request to reply handed to the
     /// socket, including any fsync wait.
     public var latencies: [String: LatencyHistogram]

@@ -273,7 +273,8 @@ import Testing
 
     @Test func metricsExpositionCarriesEveryFamily() throws {
         let stats = ShardFigures(connectionsCurrent: 2, connectionsTotal: 10, connectionsRefused: 1, commands: 500, commandsFailed: 3, gets: 200,
-                                 sets: 250, bytesWritten: 4096, bytesRead: 8192, corruptFound: 0, namespaces: 1, storedBytes: 1000, diskBytes: 1500)
+                                 sets: 250, bytesWritten: 4096, bytesRead: 8192, corruptFound: 0, namespaces: 1, storedBytes: 1000, diskBytes: 1500,
+                                 valueCacheBytes: 3000, valueCacheHits: 40, valueCacheMisses: 7)
         let snapshot = MetricsSnapshot(status: Self.fixedReport(), workloadsByTypeAndState: ["zdb": ["ok": 8], "volume": ["ok": 19, "error": 1]],
                                        shard: stats,
                                        containers: [ContainerUsage(id: "wl-12-web", cpuSeconds: 12.5, memoryBytes: 300 << 20, memoryLimitBytes: 1 << 30, pids: 3)],
@@ -298,6 +299,7 @@ import Testing
         #expect(series["node_agent_shard_written_bytes_total"] == 4096)
         #expect(series["node_agent_shard_stored_bytes"] == 1000)
         #expect(series["node_agent_shard_connections"] == 2)
+        #expect(series["node_agent_shard_value_cache_hits_total"] == 40 && series["node_agent_shard_value_cache_bytes"] == 3000)
         #expect(series["node_agent_container_cpu_seconds_total{container=\"wl-12-web\"}"] == 12.5)
         #expect(series["node_agent_container_memory_bytes{container=\"wl-12-web\"}"] == Double(300 << 20))
         #expect(series["node_agent_contract_traffic_bytes_total{contract=\"12\",kind=\"public_out\"}"] == 2500)

@@ -103,6 +103,7 @@ import Glibc
             let hits = try info(s, "value_cache_hits")
             #expect(try s.cli("GET", "k") == "\"\(v1)\"")
             #expect(try info(s, "value_cache_hits") == hits + 1)
+            #expect(try s.server.statistics().valueCacheHits == UInt64(hits + 1))  // what status and metrics read
             #expect(try info(s, "value_cache_entries") == 1)
 
             let v2 = String(repeating: "b", count: 3000)

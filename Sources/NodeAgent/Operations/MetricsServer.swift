@@ -31,6 +31,9 @@ struct ShardFigures: Equatable, Sendable {
     var namespaces: Int
     var storedBytes: UInt64
     var diskBytes: UInt64
+    var valueCacheBytes: Int = 0
+    var valueCacheHits: UInt64 = 0
+    var valueCacheMisses: UInt64 = 0
 }
 
 extension ShardFigures {
@@ -38,7 +41,8 @@ extension ShardFigures {
         self.init(connectionsCurrent: s.connectionsCurrent, connectionsTotal: s.connectionsTotal, connectionsRefused: s.connectionsRefused,
                   commands: s.commands, commandsFailed: s.commandsFailed, gets: s.gets, sets: s.sets, bytesWritten: s.bytesWritten,
                   bytesRead: s.bytesRead, corruptFound: s.corruptFound, namespaces: s.namespaces.count,
-                  storedBytes: s.namespaces.reduce(0) { $0 + $1.dataSize }, diskBytes: s.namespaces.reduce(0) { $0 + $1.diskSize })
+                  storedBytes: s.namespaces.reduce(0) { $0 + $1.dataSize }, diskBytes: s.namespaces.reduce(0) { $0 + $1.diskSize },
+                  valueCacheBytes: s.valueCacheBytes, valueCacheHits: s.valueCacheHits, valueCacheMisses: s.valueCacheMisses)
     }
 }
 
@@ -146,6 +150,9 @@ enum MetricsExporter {
             gauge("shard", "namespaces", "Namespaces on the shard server.", [], Double(shard.namespaces))
             gauge("shard", "stored", unit: "bytes", "Live payload bytes in all namespaces.", [], Double(shard.storedBytes))
             gauge("shard", "disk", unit: "bytes", "Bytes of segment files, live or not.", [], Double(shard.diskBytes))
+            gauge("shard", "value_cache", unit: "bytes", "Bytes of verified small GET replies held in memory.", [], Double(shard.valueCacheBytes))
+            counter("shard", "value_cache_hits", "GETs answered from the value cache.", [], Double(shard.valueCacheHits))
+            counter("shard", "value_cache_misses", "GETs of cacheable size read from disk.", [], Double(shard.valueCacheMisses))
         }
 
         for container in snapshot.containers.sorted(by: { $0.id < $1.id }) {

@@ -33,23 +33,12 @@ import FoundationNetworking
             config = dir + "/etc/config.toml"
             state = dir + "/state"
             ledgerPath = dir + "/ledger.sqlite"
-            socket = dir + "/run/admin.sock"
+            socket = dir + "/run/admin.sock"  // where isolateOperations puts it
             notifyPath = dir + "/notify.sock"
             apiPort = try ShardServerDaemonTests.freePort()
             metricsPort = try ShardServerDaemonTests.freePort()
             self.watchdogMicroseconds = watchdogMicroseconds
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            guard try CLI.run(["init", "--config", config, "--state-dir", state, "--ledger", ledgerPath, "--farm-id", "1"]).status == 0 else {
-                throw POSIXError(.EIO)
-            }
-            var text = try String(contentsOfFile: config, encoding: .utf8)
-            text = text.replacingOccurrences(of: "block_time_ms = 6000", with: "block_time_ms = 100")
-            text = text.replacingOccurrences(of: "listen = \"0.0.0.0:9900\"", with: "listen = \"127.0.0.1:\(try ShardServerDaemonTests.freePort())\"")
-            text = text.replacingOccurrences(of: "api_listen = \"127.0.0.1:2021\"", with: "api_listen = \"127.0.0.1:\(apiPort)\"")
-            text = text.replacingOccurrences(of: "socket = \"/run/node-agent/admin.sock\"", with: "socket = \"\(socket)\"")
-            text = text.replacingOccurrences(of: "metrics_listen = \"127.0.0.1:9101\"", with: "metrics_listen = \"127.0.0.1:\(metricsPort)\"")
-            try text.write(toFile: config, atomically: true, encoding: .utf8)
-            try FarmerOperationsTests.isolateNetwork(config: config)
+            try TestAgent.initialize(dir: dir, config: config, state: state, ledger: ledgerPath, apiPort: apiPort, metricsPort: metricsPort)
         }
 
         let watchdogMicroseconds: Int
@@ -90,25 +79,12 @@ import FoundationNetworking
             kill9()
             // Containers outlive their agent by design; a test's must not outlive the test.
             GridHarness.removeContainers(stateDir: state)
-            // Volume mounts must not outlive the test.
-            for mount in mountedVolumes() {
-                let umount = Process()
-                umount.executableURL = URL(fileURLWithPath: "/usr/bin/umount")
-                umount.arguments = ["-l", state + "/volumes/" + mount]
-                try? umount.run()
-                umount.waitUntilExit()
-            }
+            // Volumes and the containers' root filesystems alike.
+            TestAgent.unmountAll(under: dir)
             try? FileManager.default.removeItem(atPath: dir)
         }
 
-        func mountedVolumes() -> Set<String> {
-            guard let mounts = KernelFile.read("/proc/self/mountinfo") else { return [] }
-            return Set(mounts.split(separator: "\n").compactMap { line in
-                let fields = line.split(separator: " ")
-                guard fields.count > 4, fields[4].hasPrefix(state + "/volumes/") else { return nil }
-                return (String(fields[4]) as NSString).lastPathComponent
-            })
-        }
+        func mountedVolumes() -> Set<String> { TestAgent.mountedVolumes(state: state) }
     }
 
     /// Collects what the agent tells systemd, on a background thread.
@@ -208,11 +184,11 @@ import FoundationNetworking
 
     /// Points a test agent's admin socket into its own directory and its metrics at a free port, so
     /// agents of parallel suites never share /run/node-agent/admin.sock or 127.0.0.1:9101.
-    static func isolateOperations(config: String, dir: String) throws {
+    static func isolateOperations(config: String, dir: String, metricsPort: Int? = nil) throws {
         var text = try String(contentsOfFile: config, encoding: .utf8)
         text = text.replacingOccurrences(of: "socket = \"/run/node-agent/admin.sock\"", with: "socket = \"\(dir)/run/admin.sock\"")
         text = text.replacingOccurrences(of: "metrics_listen = \"127.0.0.1:9101\"",
-                                         with: "metrics_listen = \"127.0.0.1:\(try ShardServerDaemonTests.freePort())\"")
+                                         with: "metrics_listen = \"127.0.0.1:\(try metricsPort ?? ShardServerDaemonTests.freePort())\"")
         try text.write(toFile: config, atomically: true, encoding: .utf8)
         try isolateNetwork(config: config)
     }

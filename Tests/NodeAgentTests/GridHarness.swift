@@ -177,12 +177,7 @@ final class GridHarness: @unchecked Sendable {
     func cleanUp() {
         for node in nodes { kill9(node) }
         for node in nodes { Self.removeContainers(stateDir: node.state) }
-        if let mounts = KernelFile.read("/proc/self/mountinfo") {
-            for line in mounts.split(separator: "\n") {
-                let fields = line.split(separator: " ")
-                if fields.count > 4, fields[4].hasPrefix(dir) { _ = try? Self.run("/usr/bin/umount", ["-l", String(fields[4])], allowFailure: true) }
-            }
-        }
+        TestAgent.unmountAll(under: dir)
         // Containers' network namespaces are /run/netns entries, outside the nodes' namespaces.
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? []
         for prefix in nodes.compactMap({ $0.networkPrefix() }) {

@@ -29,16 +29,7 @@ import FoundationNetworking
             state = dir + "/state"
             ledgerPath = dir + "/ledger.sqlite"
             apiPort = try ShardServerDaemonTests.freePort()
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            guard try CLI.run(["init", "--config", config, "--state-dir", state, "--ledger", ledgerPath, "--farm-id", "1"]).status == 0 else {
-                throw NSError(domain: "ProvisionerCrashTests", code: 1, userInfo: [NSLocalizedDescriptionKey: "node-agent init failed"])
-            }
-            var text = try String(contentsOfFile: config, encoding: .utf8)
-            text = text.replacingOccurrences(of: "block_time_ms = 6000", with: "block_time_ms = 100")
-            text = text.replacingOccurrences(of: "listen = \"0.0.0.0:9900\"", with: "listen = \"127.0.0.1:\(try ShardServerDaemonTests.freePort())\"")
-            text = text.replacingOccurrences(of: "api_listen = \"127.0.0.1:2021\"", with: "api_listen = \"127.0.0.1:\(apiPort)\"")
-            try text.write(toFile: config, atomically: true, encoding: .utf8)
-            try FarmerOperationsTests.isolateOperations(config: config, dir: dir)
+            try TestAgent.initialize(dir: dir, config: config, state: state, ledger: ledgerPath, apiPort: apiPort)
         }
 
         func start() throws {
@@ -71,29 +62,11 @@ import FoundationNetworking
         func cleanUp() {
             kill9()
             GridHarness.removeContainers(stateDir: state)
-            if let mounts = KernelFile.read("/proc/self/mountinfo") {
-                for line in mounts.split(separator: "\n") {
-                    let fields = line.split(separator: " ")
-                    if fields.count > 4, fields[4].hasPrefix(dir) {
-                        let umount = Process()
-                        umount.executableURL = URL(fileURLWithPath: "/usr/bin/umount")
-                        umount.arguments = ["-l", String(fields[4])]
-                        try? umount.run()
-                        umount.waitUntilExit()
-                    }
-                }
-            }
+            TestAgent.unmountAll(under: dir)
             try? FileManager.default.removeItem(atPath: dir)
         }
 
-        func mountedVolumes() -> Set<String> {
-            guard let mounts = KernelFile.read("/proc/self/mountinfo") else { return [] }
-            return Set(mounts.split(separator: "\n").compactMap { line in
-                let fields = line.split(separator: " ")
-                guard fields.count > 4, fields[4].hasPrefix(state + "/volumes/") else { return nil }
-                return (String(fields[4]) as NSString).lastPathComponent
-            })
-        }
+        func mountedVolumes() -> Set<String> { TestAgent.mountedVolumes(state: state) }
 
         func volumeImages() -> Set<String> {
             Set(((try? FileManager.default.contentsOfDirectory(atPath: state + "/volumes")) ?? []).filter { $0.hasSuffix(".img") || $0.hasSuffix(".tmp") })

@@ -55,21 +55,6 @@ import Testing
         return process
     }
 
-    static func gridTwin(_ arguments: [String]) throws -> CLI.Result {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: (CLI.binary as NSString).deletingLastPathComponent + "/grid-twin")
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return CLI.Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-                          stderr: String(decoding: stderr, as: UTF8.self))
-    }
-
     /// Queues a call and waits for its block, longer than `LocalLedger.submit` does (the whole suite
     /// runs in parallel on two cores; this process's block task may wait for a thread).
     static func submit(_ ledger: LocalLedger, _ call: ChainCall, signer: Ed25519KeyPair) async throws -> Inclusion {
@@ -184,13 +169,13 @@ import Testing
         let exported = dir + "/reports.txt"
         let export = try CLI.run(["report", "export", "--config", config, "--out", exported])
         #expect(export.status == 0, "\(export.stderr)")
-        let verify = try Self.gridTwin(["verify-reports", exported, "--node-key", identity.publicKey.hex])
+        let verify = try LedgerScenarioTests.gridTwin(["verify-reports", exported, "--node-key", identity.publicKey.hex], ledger: nil)
         #expect(verify.status == 0, "\(verify.stdout) \(verify.stderr)")
         #expect(verify.stdout.contains("OK: every signature verifies"))
         var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: exported)))
         bytes[bytes.count / 2] ^= 0x01
         try Data(bytes).write(to: URL(fileURLWithPath: exported))
-        let tampered = try Self.gridTwin(["verify-reports", exported, "--node-key", identity.publicKey.hex])
+        let tampered = try LedgerScenarioTests.gridTwin(["verify-reports", exported, "--node-key", identity.publicKey.hex], ledger: nil)
         #expect(tampered.status == 1)
         #expect(tampered.stdout.contains("FAILED"))
         let status = try CLI.run(["report", "status", "--config", config])

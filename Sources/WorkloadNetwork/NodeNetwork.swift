@@ -411,6 +411,18 @@ public actor NodeNetwork: TrafficCounterSource {
         return out.values.sorted { $0.contractID < $1.contractID }
     }
 
+    /// Deletes the agent's tables when no deployment has a network, on a graceful stop: an agent
+    /// that leaves nothing running leaves no hooks on every packet of the host either. With
+    /// networks on record the tables stay, because the containers outlive the agent.
+    @discardableResult
+    public func releaseIfUnused() -> Bool {
+        guard records.isEmpty else { return false }
+        _ = try? commands.nft(["delete", "table", "inet", table])
+        _ = try? commands.nft(["delete", "table", "bridge", table])
+        baseReady = false
+        return true
+    }
+
     /// Deletes the agent's tables and every interface and namespace with its prefix (tests, and
     /// `node-agent` when networking is turned off).
     public func removeEverything() throws(NetworkError) {

@@ -81,6 +81,7 @@ import FoundationNetworking
             GridHarness.removeContainers(stateDir: state)
             // Volumes and the containers' root filesystems alike.
             TestAgent.unmountAll(under: dir)
+            TestAgent.removeNetworkTables(config: config)
             try? FileManager.default.removeItem(atPath: dir)
         }
 

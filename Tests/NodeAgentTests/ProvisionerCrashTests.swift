@@ -63,6 +63,7 @@ import FoundationNetworking
             kill9()
             GridHarness.removeContainers(stateDir: state)
             TestAgent.unmountAll(under: dir)
+            TestAgent.removeNetworkTables(config: config)
             try? FileManager.default.removeItem(atPath: dir)
         }
 

@@ -125,6 +125,23 @@ struct NodeNetworkTests {
         try expectClean(lab)
     }
 
+    @Test func aGracefulStopRemovesTheTablesOnlyWhenNoNetworkIsLeft() async throws {
+        let lab = try NetworkLab()
+        defer { lab.cleanUp() }
+        try await lab.network.start()
+        _ = try await lab.network.attach(contractID: 51, name: "x", network: ContainerNetwork())
+        // A container still runs: its rules must outlive the agent.
+        #expect(await lab.network.releaseIfUnused() == false)
+        #expect(try lab.ruleset().contains("table inet na_\(lab.id)"))
+        try await lab.network.detach(contractID: 51, name: "x")
+        #expect(await lab.network.releaseIfUnused())
+        let rules = try lab.ruleset()
+        #expect(!rules.contains("na_\(lab.id)"), "tables left:\n\(rules)")
+        // The next start makes them again.
+        try await lab.makeNetwork().start()
+        #expect(try lab.ruleset().contains("table bridge na_\(lab.id)"))
+    }
+
     func expectClean(_ lab: NetworkLab) throws {
         let links = try lab.ownLinks()
         #expect(links.isEmpty, "interfaces left: \(links)")

@@ -126,6 +126,9 @@ struct AgentDaemon: Service {
                         }
                         await inner.waitForAll()
                     }
+                    if let network = provisioning.network, await network.releaseIfUnused() {
+                        logger.info("no container networks: removed the agent's nft tables", metadata: ["table": .string(config.network.table)])
+                    }
                 }
                 await group.waitForAll()
             }

@@ -11,6 +11,12 @@
 #   ROUNDS=3 bench/shard-bench.sh   # each figure is the median of 3 alternating runs (shard, redis,
 #                                   # shard, ...): on a shared machine single runs vary by 2x or more
 #   SHARD_ARGS="--sendfile-threshold 16777216" bench/shard-bench.sh   # extra shard-server options
+#   SHARD_THREADS=0 bench/shard-bench.sh   # event-loop threads of the shard server (0: one per core)
+#
+# The shard server runs one event-loop thread by default here, as redis-server runs its commands
+# on one: the same resources on both sides. On a 2-core machine redis-benchmark needs the other
+# core, and a second event loop only competes with it (16 clients, 4 KiB GET: 0.79 of redis with
+# two threads against 0.99 with one, in the same session).
 #
 # Note: redis-benchmark SETs the same value again and again; the ShardServer answers nil for an
 # unchanged value without writing (as 0-db does), so SET figures after the first pass per key
@@ -40,7 +46,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 shard_port=$(free_port)
 "$BIN" shard-server --listen "127.0.0.1:$shard_port" --data "$work/shard" --fsync never --log-level error \
-  --threads "${SHARD_THREADS:-0}" ${SHARD_ARGS:-} \
+  --threads "${SHARD_THREADS:-1}" ${SHARD_ARGS:-} \
   > "$work/shard.out" 2>&1 &
 shard_pid=$!
 redis_port=$(free_port)

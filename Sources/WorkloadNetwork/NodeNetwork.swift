@@ -47,6 +47,8 @@ public actor NodeNetwork: TrafficCounterSource {
     var baseReady = false
     /// Final counters of torn-down deployments, so their last bytes can still be reported.
     var retired: [UInt64: ContractTraffic] = [:]
+    /// The last counters read, for readers that accept a few seconds' age.
+    var lastTraffic: (at: ContinuousClock.Instant, readings: [ContractTraffic])?
 
     public init(configuration: Configuration) throws(NetworkError) {
         let prefixOK = (1...4).contains(configuration.prefix.count)
@@ -403,12 +405,20 @@ public actor NodeNetwork: TrafficCounterSource {
     }
 
     /// Per contract, cumulative: live kernel counters plus those of networks already torn down.
-    public func contractTraffic() -> [ContractTraffic] {
+    /// Reading the counters runs `nft` twice; `maxAge` lets status pages and metrics scrapes share
+    /// a recent reading instead (the reporter reads fresh ones). With no network up, no `nft` runs.
+    public func contractTraffic() -> [ContractTraffic] { contractTraffic(maxAge: .zero) }
+
+    public func contractTraffic(maxAge: Duration) -> [ContractTraffic] {
+        let now = ContinuousClock.now
+        if maxAge > .zero, let last = lastTraffic, now - last.at < maxAge { return last.readings }
         var out = retired
-        if let state = try? nftState() {
+        if !records.isEmpty, let state = try? nftState() {
             for c in records.keys { if let live = Self.traffic(c, state) { out[c] = Self.sum(retired[c], live) } }
         }
-        return out.values.sorted { $0.contractID < $1.contractID }
+        let readings = out.values.sorted { $0.contractID < $1.contractID }
+        lastTraffic = (now, readings)
+        return readings
     }
 
     /// Deletes the agent's tables when no deployment has a network, on a graceful stop: an agent

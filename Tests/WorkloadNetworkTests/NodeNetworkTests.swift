@@ -92,6 +92,16 @@ struct NodeNetworkTests {
         #expect(traffic.publicOut >= UInt64(publicBytes) && traffic.publicOut <= UInt64(Double(publicBytes) * 1.1), "\(traffic)")
         #expect(traffic.publicIn < UInt64(publicBytes) / 10, "\(traffic)")
         #expect(traffic.privateBytes >= UInt64(privateBytes) && traffic.privateBytes <= UInt64(Double(privateBytes) * 1.15), "\(traffic)")
+
+        // Status and metrics may share a reading for a while; the reporter's reads are fresh.
+        let again = try NetworkLab.Server(namespace: lab.outsideNS, port: 9101, greeting: "ok")
+        defer { again.stop() }
+        #expect(NetworkLab.client(namespace: nsB, host: lab.internetHost, port: 9101, bytes: publicBytes) == "ok")
+        #expect(again.finish() == publicBytes)
+        let shared = try #require(await lab.network.contractTraffic(maxAge: .seconds(600)).first { $0.contractID == 31 })
+        #expect(shared.publicOut == traffic.publicOut)
+        let fresh = try #require(await lab.network.contractTraffic().first { $0.contractID == 31 })
+        #expect(fresh.publicOut >= traffic.publicOut + UInt64(publicBytes), "\(fresh)")
     }
 
     @Test func nothingIsLeftAfterRemovalOrARestart() async throws {

@@ -104,7 +104,7 @@ struct AgentDaemon: Service {
                     let provisioner = provisioning.provisioner
                     await runtime?.provisionerStarted(provisioner)
                     if let network = provisioning.network {
-                        await runtime?.updateSources { $0.traffic = { await network.contractTraffic() } }
+                        await runtime?.updateSources { $0.traffic = { await network.contractTraffic(maxAge: .seconds(2)) } }
                     }
                     await withTaskGroup(of: Void.self) { inner in
                         inner.addTask { await watcher.run() }

@@ -56,9 +56,9 @@ final class OutputFile {
 
 /// Writes to one file are serialized by the kernel anyway (the inode lock), and writers waiting
 /// for it spin: with blocks decoded in parallel, a sixth of get's CPU time went to that spinning
-/// (storage-bench on tmpfs). One writer
-/// thread takes the blocks in turn instead, and a block's task waits for its write without
-/// holding a thread of the cooperative pool, which decodes the next blocks meanwhile.
+/// (storage-bench on tmpfs). One writer thread takes the blocks in turn instead, and a block's
+/// task waits for its write without holding a thread of the cooperative pool, which decodes the
+/// next blocks meanwhile.
 struct BlockWriter: Sendable {
     let fd: Int32
     let path: String

@@ -13,6 +13,12 @@ struct NetworkRecord: Codable, Equatable, Sendable {
     var subnet: String
     /// By container workload name.
     var members: [String: Member]
+    /// What earlier rules of this deployment counted before they were made again from zero (after
+    /// a reboot): the kernel's counters continue from here.
+    var countedBefore: ContractTraffic?
+    /// The kernel's counters when the agent last stopped cleanly. At the next start they are added
+    /// to `countedBefore` if the rules are gone (a reboot), and dropped if they are still counting.
+    var countedAtStop: ContractTraffic?
 
     static func load(directory: String) throws(NetworkError) -> [UInt64: NetworkRecord] {
         var out = [UInt64: NetworkRecord]()

@@ -89,6 +89,33 @@ public actor NodeNetwork: TrafficCounterSource {
     public func start() throws(NetworkError) {
         try ensureBase()
         try sweep()
+        try carryCountersOverReboot()
+    }
+
+    /// Counters saved at the last clean stop, for deployments whose rules a reboot took away: the
+    /// traffic since the last report would otherwise be lost (reports are hourly).
+    func carryCountersOverReboot() throws(NetworkError) {
+        let saved = records.values.filter { $0.countedAtStop != nil }
+        guard !saved.isEmpty else { return }
+        let state = try nftState()
+        for var record in saved {
+            if Self.traffic(record.contractID, state) == nil, let atStop = record.countedAtStop {
+                record.countedBefore = Self.sum(record.countedBefore, atStop)
+            }
+            record.countedAtStop = nil
+            try record.save(directory: configuration.stateDirectory)
+            records[record.contractID] = record
+        }
+    }
+
+    /// On a clean stop: keeps each deployment's counters on its record, for a reboot to come.
+    public func saveCountersForStop() {
+        guard !records.isEmpty, let state = try? nftState() else { return }
+        for var record in records.values {
+            guard let live = Self.traffic(record.contractID, state) else { continue }
+            record.countedAtStop = live
+            if (try? record.save(directory: configuration.stateDirectory)) != nil { records[record.contractID] = record }
+        }
     }
 
     func ensureBase() throws(NetworkError) {
@@ -378,7 +405,7 @@ public actor NodeNetwork: TrafficCounterSource {
 
     func teardownDeployment(_ c: UInt64) throws(NetworkError) {
         let state = try nftState()
-        if let traffic = Self.traffic(c, state) { retired[c] = Self.sum(retired[c], traffic) }
+        if let counted = Self.counted(c, before: records[c]?.countedBefore, state) { retired[c] = Self.sum(retired[c], counted) }
         var s = teardownRules(c, state: state)
         if let record = records[c], let subnet = IPv4Network(record.subnet),
            (state.inet.setElements["subnets"] ?? []).contains(subnet.description) {
@@ -398,6 +425,13 @@ public actor NodeNetwork: TrafficCounterSource {
         return ContractTraffic(contractID: c, publicIn: bytesIn, publicOut: bytesOut, privateBytes: state.bridge.counters["c\(c)_private"] ?? 0)
     }
 
+    /// A deployment's counters: the kernel's plus what its rules counted before a reboot (only
+    /// the latter while the rules are not made again yet).
+    static func counted(_ c: UInt64, before: ContractTraffic?, _ state: (inet: NftState, bridge: NftState)) -> ContractTraffic? {
+        guard let live = traffic(c, state) else { return before }
+        return sum(before, live)
+    }
+
     static func sum(_ a: ContractTraffic?, _ b: ContractTraffic) -> ContractTraffic {
         guard let a else { return b }
         return ContractTraffic(contractID: b.contractID, publicIn: a.publicIn &+ b.publicIn, publicOut: a.publicOut &+ b.publicOut,
@@ -414,7 +448,9 @@ public actor NodeNetwork: TrafficCounterSource {
         if maxAge > .zero, let last = lastTraffic, now - last.at < maxAge { return last.readings }
         var out = retired
         if !records.isEmpty, let state = try? nftState() {
-            for c in records.keys { if let live = Self.traffic(c, state) { out[c] = Self.sum(retired[c], live) } }
+            for (c, record) in records {
+                if let counted = Self.counted(c, before: record.countedBefore, state) { out[c] = Self.sum(retired[c], counted) }
+            }
         }
         let readings = out.values.sorted { $0.contractID < $1.contractID }
         lastTraffic = (now, readings)

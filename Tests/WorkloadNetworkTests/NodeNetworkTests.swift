@@ -135,6 +135,51 @@ struct NodeNetworkTests {
         try expectClean(lab)
     }
 
+    /// Sends `bytes` from container `name` of contract `c` to a server outside the node.
+    func sendOut(_ lab: NetworkLab, _ network: NodeNetwork, _ c: UInt64, _ name: String, bytes: Int, port: Int) async throws {
+        let server = try NetworkLab.Server(namespace: lab.outsideNS, port: port, greeting: "ok")
+        defer { server.stop() }
+        #expect(NetworkLab.client(namespace: await network.namespaceName(c, name), host: lab.internetHost, port: port, bytes: bytes) == "ok")
+        #expect(server.finish() == bytes)
+    }
+
+    func publicOut(_ network: NodeNetwork, _ c: UInt64) async -> UInt64 {
+        await network.contractTraffic().first { $0.contractID == c }?.publicOut ?? 0
+    }
+
+    @Test func countersSurviveARebootAfterACleanStopAndAreNotCountedTwiceWithout() async throws {
+        let lab = try NetworkLab()
+        defer { lab.cleanUp() }
+        try await lab.network.start()
+        _ = try await lab.network.attach(contractID: 61, name: "a", network: ContainerNetwork())
+        let first = 3 << 20, second = 2 << 20
+        try await sendOut(lab, lab.network, 61, "a", bytes: first, port: 9300)
+        let beforeStop = await publicOut(lab.network, 61)
+        #expect(beforeStop >= UInt64(first))
+        await lab.network.saveCountersForStop()
+
+        // A reboot: the kernel's objects are gone, the state directory is not.
+        for ns in lab.containerNamespaces() { _ = try NetworkLab.run(["/usr/sbin/ip", "netns", "delete", ns]) }
+        for link in try lab.ownLinks() { _ = try NetworkLab.run(["/usr/sbin/ip", "-n", lab.nodeNS, "link", "delete", link], allowFailure: true) }
+        for family in ["inet", "bridge"] {
+            _ = try NetworkLab.run(["/usr/sbin/ip", "netns", "exec", lab.nodeNS, "/usr/sbin/nft", "delete", "table", family, "na_\(lab.id)"])
+        }
+        let rebooted = try lab.makeNetwork()
+        try await rebooted.start()
+        // Before the container is back, and after: the counters go on from where they stopped.
+        #expect(await publicOut(rebooted, 61) == beforeStop)
+        _ = try await rebooted.attach(contractID: 61, name: "a", network: ContainerNetwork())
+        try await sendOut(lab, rebooted, 61, "a", bytes: second, port: 9301)
+        let afterReboot = await publicOut(rebooted, 61)
+        #expect(afterReboot >= beforeStop + UInt64(second) && afterReboot <= beforeStop + UInt64(Double(second) * 1.1), "\(afterReboot)")
+
+        // A clean restart without a reboot: the kernel kept counting, nothing is added twice.
+        await rebooted.saveCountersForStop()
+        let restarted = try lab.makeNetwork()
+        try await restarted.start()
+        #expect(await publicOut(restarted, 61) == afterReboot)
+    }
+
     @Test func aGracefulStopRemovesTheTablesOnlyWhenNoNetworkIsLeft() async throws {
         let lab = try NetworkLab()
         defer { lab.cleanUp() }

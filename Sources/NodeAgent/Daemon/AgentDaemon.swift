@@ -126,8 +126,14 @@ struct AgentDaemon: Service {
                         }
                         await inner.waitForAll()
                     }
-                    if let network = provisioning.network, await network.releaseIfUnused() {
-                        logger.info("no container networks: removed the agent's nft tables", metadata: ["table": .string(config.network.table)])
+                    if let network = provisioning.network {
+                        if await network.releaseIfUnused() {
+                            logger.info("no container networks: removed the agent's nft tables", metadata: ["table": .string(config.network.table)])
+                        } else {
+                            // The containers run on; if the machine is going down, their traffic
+                            // since the last report is on record for the next start.
+                            await network.saveCountersForStop()
+                        }
                     }
                 }
                 await group.waitForAll()

@@ -250,8 +250,8 @@ struct BlockCodec: Sendable {
         try decode(block: block, entry: entry, shards: shards, decompressors: decompressors, workspace: DecodeWorkspace()) { Array($0) }
     }
 
-    /// Decodes one block into `workspace` and hands `body` the plaintext, which stays valid only
-    /// during the call. The data shards are joined into one buffer (the ciphertext); when any is
+    /// Decodes one block into `workspace` and hands `body` the plaintext, which lives in the
+    /// workspace: valid while the caller holds the workspace and does not use it again. The data shards are joined into one buffer (the ciphertext); when any is
     /// missing, ISA-L rebuilds it in place from the others, otherwise there is no decode at all.
     /// The tag is checked before anything is decompressed or passed on.
     func decode<R>(block: Int, entry: BlockTable.Entry, shards: [Int: ByteBuffer], decompressors: Pool<ZstdDecompressor>,

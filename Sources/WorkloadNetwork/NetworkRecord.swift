@@ -13,12 +13,13 @@ struct NetworkRecord: Codable, Equatable, Sendable {
     var subnet: String
     /// By container workload name.
     var members: [String: Member]
-    /// What earlier rules of this deployment counted before they were made again from zero (after
-    /// a reboot): the kernel's counters continue from here.
+    /// What earlier rules of this deployment counted before the kernel's counters restarted from
+    /// zero (rules made again after a reboot or a flushed ruleset): the counters add to it.
     var countedBefore: ContractTraffic?
-    /// The kernel's counters when the agent last stopped cleanly. At the next start they are added
-    /// to `countedBefore` if the rules are gone (a reboot), and dropped if they are still counting.
-    var countedAtStop: ContractTraffic?
+    /// The last cumulative reading kept (at each report and at a clean stop). A lower reading
+    /// later means the counters restarted, and this becomes `countedBefore`: the totals the
+    /// reporter bills from never go down, so nothing is billed twice.
+    var lastCounted: ContractTraffic?
 
     static func load(directory: String) throws(NetworkError) -> [UInt64: NetworkRecord] {
         var out = [UInt64: NetworkRecord]()

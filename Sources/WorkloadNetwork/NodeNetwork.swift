@@ -89,33 +89,6 @@ public actor NodeNetwork: TrafficCounterSource {
     public func start() throws(NetworkError) {
         try ensureBase()
         try sweep()
-        try carryCountersOverReboot()
-    }
-
-    /// Counters saved at the last clean stop, for deployments whose rules a reboot took away: the
-    /// traffic since the last report would otherwise be lost (reports are hourly).
-    func carryCountersOverReboot() throws(NetworkError) {
-        let saved = records.values.filter { $0.countedAtStop != nil }
-        guard !saved.isEmpty else { return }
-        let state = try nftState()
-        for var record in saved {
-            if Self.traffic(record.contractID, state) == nil, let atStop = record.countedAtStop {
-                record.countedBefore = Self.sum(record.countedBefore, atStop)
-            }
-            record.countedAtStop = nil
-            try record.save(directory: configuration.stateDirectory)
-            records[record.contractID] = record
-        }
-    }
-
-    /// On a clean stop: keeps each deployment's counters on its record, for a reboot to come.
-    public func saveCountersForStop() {
-        guard !records.isEmpty, let state = try? nftState() else { return }
-        for var record in records.values {
-            guard let live = Self.traffic(record.contractID, state) else { continue }
-            record.countedAtStop = live
-            if (try? record.save(directory: configuration.stateDirectory)) != nil { records[record.contractID] = record }
-        }
     }
 
     func ensureBase() throws(NetworkError) {
@@ -405,13 +378,18 @@ public actor NodeNetwork: TrafficCounterSource {
 
     func teardownDeployment(_ c: UInt64) throws(NetworkError) {
         let state = try nftState()
-        if let counted = Self.counted(c, before: records[c]?.countedBefore, state) { retired[c] = Self.sum(retired[c], counted) }
+        let final = counted(c, state)
         var s = teardownRules(c, state: state)
         if let record = records[c], let subnet = IPv4Network(record.subnet),
            (state.inet.setElements["subnets"] ?? []).contains(subnet.description) {
             s.append("delete element inet \(table) subnets { \(subnet) }")
         }
         if !s.isEmpty { try commands.nft(script: s.joined(separator: "\n") + "\n") }
+        // The rules and their counters are gone: their bytes move to `retired` once (a retry after
+        // a failure below finds nothing left to add).
+        if let final { retired[c] = Self.sum(retired[c], final) }
+        records[c]?.countedBefore = nil
+        records[c]?.lastCounted = nil
         let bridge = bridgeName(c)
         if commands.tryIP(["link", "show", "dev", bridge]) { try commands.ip(["link", "delete", bridge]) }
         NetworkRecord.remove(contractID: c, directory: configuration.stateDirectory)
@@ -425,11 +403,25 @@ public actor NodeNetwork: TrafficCounterSource {
         return ContractTraffic(contractID: c, publicIn: bytesIn, publicOut: bytesOut, privateBytes: state.bridge.counters["c\(c)_private"] ?? 0)
     }
 
-    /// A deployment's counters: the kernel's plus what its rules counted before a reboot (only
-    /// the latter while the rules are not made again yet).
-    static func counted(_ c: UInt64, before: ContractTraffic?, _ state: (inet: NftState, bridge: NftState)) -> ContractTraffic? {
-        guard let live = traffic(c, state) else { return before }
-        return sum(before, live)
+    /// A deployment's cumulative counters: the kernel's on top of `countedBefore`, never lower
+    /// than the last reading. When they are lower, the kernel's restarted from zero (a reboot, a
+    /// flushed ruleset): the last reading becomes the base, kept on the record at once.
+    func counted(_ c: UInt64, _ state: (inet: NftState, bridge: NftState)) -> ContractTraffic? {
+        guard var record = records[c] else { return nil }
+        let live = Self.traffic(c, state)
+        var total = live.map { Self.sum(record.countedBefore, $0) } ?? record.countedBefore
+        if let last = record.lastCounted, total.map({ Self.isBelow($0, last) }) ?? true {
+            record.countedBefore = last
+            total = live.map { Self.sum(last, $0) } ?? last
+            try? record.save(directory: configuration.stateDirectory)
+        }
+        record.lastCounted = total
+        records[c] = record
+        return total
+    }
+
+    static func isBelow(_ a: ContractTraffic, _ b: ContractTraffic) -> Bool {
+        a.publicIn < b.publicIn || a.publicOut < b.publicOut || a.privateBytes < b.privateBytes
     }
 
     static func sum(_ a: ContractTraffic?, _ b: ContractTraffic) -> ContractTraffic {
@@ -439,22 +431,39 @@ public actor NodeNetwork: TrafficCounterSource {
     }
 
     /// Per contract, cumulative: live kernel counters plus those of networks already torn down.
-    /// Reading the counters runs `nft` twice; `maxAge` lets status pages and metrics scrapes share
-    /// a recent reading instead (the reporter reads fresh ones). With no network up, no `nft` runs.
+    /// A fresh reading (the reporter's, `maxAge` zero) is kept on the records, so a reboot or a
+    /// power loss later restarts the counting from it. Reading runs `nft` twice; status pages and
+    /// metrics scrapes pass a `maxAge` to share a recent reading. With no network on record, no
+    /// `nft` runs. When the counters cannot be read, the last reading stands.
     public func contractTraffic() -> [ContractTraffic] { contractTraffic(maxAge: .zero) }
 
     public func contractTraffic(maxAge: Duration) -> [ContractTraffic] {
+        (try? readTraffic(maxAge: maxAge)) ?? lastTraffic?.readings ?? retired.values.sorted { $0.contractID < $1.contractID }
+    }
+
+    /// As `contractTraffic`, but throws when the kernel's counters cannot be read: a reading
+    /// without some deployments would make the reporter count their whole totals again later.
+    func readTraffic(maxAge: Duration) throws(NetworkError) -> [ContractTraffic] {
         let now = ContinuousClock.now
         if maxAge > .zero, let last = lastTraffic, now - last.at < maxAge { return last.readings }
         var out = retired
-        if !records.isEmpty, let state = try? nftState() {
-            for (c, record) in records {
-                if let counted = Self.counted(c, before: record.countedBefore, state) { out[c] = Self.sum(retired[c], counted) }
+        if !records.isEmpty {
+            let state = try nftState()
+            for c in records.keys {
+                if let counted = counted(c, state) { out[c] = Self.sum(retired[c], counted) }
+            }
+            if maxAge == .zero {
+                for record in records.values { try? record.save(directory: configuration.stateDirectory) }
             }
         }
         let readings = out.values.sorted { $0.contractID < $1.contractID }
         lastTraffic = (now, readings)
         return readings
+    }
+
+    /// On a clean stop: the counters as they are, kept on the records for a reboot to come.
+    public func saveCountersForStop() {
+        _ = try? readTraffic(maxAge: .zero)
     }
 
     /// Deletes the agent's tables when no deployment has a network, on a graceful stop: an agent

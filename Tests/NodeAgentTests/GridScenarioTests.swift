@@ -96,7 +96,12 @@ import Testing
         #expect(try grid.gridTwin(["twin", "create", "--key", farmerKey]).status == 0)
         #expect(try grid.gridTwin(["farm", "create", "--name", "scenario", "--key", farmerKey]).status == 0)
         let registered = try await LedgerScenarioTests.eventually(30) { grid.nodes.allSatisfy { $0.nodeID() != nil } }
-        #expect(registered, "not every node registered: \(grid.nodes.map { ($0.name, $0.nodeID() ?? -1) })")
+        if !registered {
+            for node in grid.nodes where node.nodeID() == nil {
+                let log = (try? String(contentsOfFile: node.logPath, encoding: .utf8)) ?? ""
+                Issue.record("node \(node.name) did not register (agent running: \(node.process?.isRunning ?? false)); its log:\n\(log.suffix(3000))")
+            }
+        }
         guard registered else { return }
         phases.mark("three nodes registered on the ledger")
 

@@ -111,7 +111,11 @@ struct NodeRegistration {
                     lastMessage = message
                 }
                 try await Task.sleep(for: delay)
-                delay = min(delay * 2, .seconds(30))
+                // Waiting for the farmer to create the farm is a cheap read: look every few seconds,
+                // so the node registers soon after. Failures of the chain itself back off further.
+                let waitingForFarm: Bool
+                if case NodeAgentError.farmMissing = error { waitingForFarm = true } else { waitingForFarm = false }
+                delay = min(delay * 2, waitingForFarm ? .seconds(3) : .seconds(30))
             }
         }
     }

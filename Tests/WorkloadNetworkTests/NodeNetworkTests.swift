@@ -158,15 +158,8 @@ struct NodeNetworkTests {
         #expect(beforeStop >= UInt64(first))
         await lab.network.saveCountersForStop()
 
-        try wipeKernelObjects(lab)
-        let rebooted = try lab.makeNetwork()
-        try await rebooted.start()
         // Before the container is back, and after: the counters go on from where they stopped.
-        #expect(await publicOut(rebooted, 61) == beforeStop)
-        _ = try await rebooted.attach(contractID: 61, name: "a", network: ContainerNetwork())
-        try await sendOut(lab, rebooted, 61, "a", bytes: second, port: 9301)
-        let afterReboot = await publicOut(rebooted, 61)
-        #expect(afterReboot >= beforeStop + UInt64(second) && afterReboot <= beforeStop + UInt64(Double(second) * 1.1), "\(afterReboot)")
+        let (rebooted, afterReboot) = try await rebootAndSend(lab, expecting: beforeStop, bytes: second, port: 9301)
 
         // A clean restart without a reboot: the kernel kept counting, nothing is added twice.
         await rebooted.saveCountersForStop()
@@ -178,14 +171,22 @@ struct NodeNetworkTests {
         // and the totals never go down (the reporter would bill a lower total again in full).
         let reported = await publicOut(restarted, 61)
         try await sendOut(lab, restarted, 61, "a", bytes: second, port: 9302)
+        _ = try await rebootAndSend(lab, expecting: reported, bytes: second, port: 9303)
+    }
+
+    /// Wipes the kernel's objects (a reboot), starts a new NodeNetwork on the same state, expects
+    /// contract 61 to read `expected`, makes its container "a" again, sends `bytes` out through it
+    /// and expects them counted on top. Returns the network and the new total.
+    func rebootAndSend(_ lab: NetworkLab, expecting expected: UInt64, bytes: Int, port: Int) async throws -> (NodeNetwork, UInt64) {
         try wipeKernelObjects(lab)
-        let afterPowerLoss = try lab.makeNetwork()
-        try await afterPowerLoss.start()
-        #expect(await publicOut(afterPowerLoss, 61) == reported)
-        _ = try await afterPowerLoss.attach(contractID: 61, name: "a", network: ContainerNetwork())
-        try await sendOut(lab, afterPowerLoss, 61, "a", bytes: second, port: 9303)
-        let later = await publicOut(afterPowerLoss, 61)
-        #expect(later >= reported + UInt64(second) && later <= reported + UInt64(Double(second) * 1.1), "\(later)")
+        let network = try lab.makeNetwork()
+        try await network.start()
+        #expect(await publicOut(network, 61) == expected)
+        _ = try await network.attach(contractID: 61, name: "a", network: ContainerNetwork())
+        try await sendOut(lab, network, 61, "a", bytes: bytes, port: port)
+        let total = await publicOut(network, 61)
+        #expect(total >= expected + UInt64(bytes) && total <= expected + UInt64(Double(bytes) * 1.1), "\(total)")
+        return (network, total)
     }
 
     /// What a reboot takes: container namespaces, interfaces and nft tables (not the state directory).

@@ -196,6 +196,12 @@ public actor NodeNetwork: TrafficCounterSource {
         } else {
             record = NetworkRecord(contractID: contractID, subnet: try allocateSubnet(network.ipRange), members: [:])
         }
+        if let earlier = retired.removeValue(forKey: contractID) {
+            // A network made again for the same contract counts on from its earlier bytes, on the
+            // record (durable) rather than in memory.
+            record.countedBefore = Self.sum(record.countedBefore, earlier)
+            record.lastCounted = record.countedBefore
+        }
         guard let subnet = IPv4Network(record.subnet) else { throw .invalid(what: "recorded subnet of \(contractID)", reason: record.subnet) }
         let gateway = subnet.address + 1
         let address: String

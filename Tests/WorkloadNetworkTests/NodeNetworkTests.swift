@@ -171,7 +171,17 @@ struct NodeNetworkTests {
         // and the totals never go down (the reporter would bill a lower total again in full).
         let reported = await publicOut(restarted, 61)
         try await sendOut(lab, restarted, 61, "a", bytes: second, port: 9302)
-        _ = try await rebootAndSend(lab, expecting: reported, bytes: second, port: 9303)
+        let (network, total) = try await rebootAndSend(lab, expecting: reported, bytes: second, port: 9303)
+
+        // Its last container goes and comes back (a deployment update): the count goes on, and
+        // is on the record, so a restart of the agent keeps it too.
+        try await network.detach(contractID: 61, name: "a")
+        #expect(await publicOut(network, 61) == total)
+        _ = try await network.attach(contractID: 61, name: "a", network: ContainerNetwork())
+        #expect(await publicOut(network, 61) == total)
+        let again = try lab.makeNetwork()
+        try await again.start()
+        #expect(await publicOut(again, 61) == total)
     }
 
     /// Wipes the kernel's objects (a reboot), starts a new NodeNetwork on the same state, expects

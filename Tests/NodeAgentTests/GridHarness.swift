@@ -39,13 +39,7 @@ final class GridHarness: @unchecked Sendable {
         }
 
         /// The prefix of the agent's container network names (unique per test agent).
-        func networkPrefix() -> String? {
-            guard let text = try? String(contentsOfFile: config, encoding: .utf8) else { return nil }
-            for line in text.split(separator: "\n") where line.hasPrefix("prefix = \"") {
-                return String(line.dropFirst("prefix = \"".count).prefix { $0 != "\"" })
-            }
-            return nil
-        }
+        func networkPrefix() -> String? { TestAgent.stringSetting("prefix", in: config) }
 
         func nodeID() -> Int? {
             guard let data = FileManager.default.contents(atPath: state + "/node.json"),

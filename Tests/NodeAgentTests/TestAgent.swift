@@ -39,12 +39,19 @@ enum TestAgent {
     /// Deletes the nft tables named in `config` ([network] table): an agent stopped with SIGKILL
     /// leaves them, and every leftover table's hooks slow all later traffic on the host.
     static func removeNetworkTables(config: String) {
-        guard let text = try? String(contentsOfFile: config, encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("table = \"node_agent_t") }),
-              let name = line.split(separator: "\"").dropFirst().first else { return }
+        guard let name = stringSetting("table", in: config), name.hasPrefix("node_agent_t") else { return }
         for family in ["inet", "bridge"] {
-            _ = try? GridHarness.run("/usr/sbin/nft", ["delete", "table", family, String(name)], allowFailure: true)
+            _ = try? GridHarness.run("/usr/sbin/nft", ["delete", "table", family, name], allowFailure: true)
         }
+    }
+
+    /// The first `key = "value"` line's value in a config file (the keys tests rewrite are unique).
+    static func stringSetting(_ key: String, in config: String) -> String? {
+        guard let text = try? String(contentsOfFile: config, encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix(key + " = \"") {
+            return String(line.dropFirst(key.count + 4).prefix { $0 != "\"" })
+        }
+        return nil
     }
 
     /// Detaches every mount under `prefix`: a test's mounts must not outlive it, also when it failed.

@@ -16,16 +16,6 @@ import Glibc
         (try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.uint64Value ?? 0
     }
 
-    /// Flips one byte of a file in place.
-    private func corruptByte(_ path: String, at offset: UInt64) throws {
-        let handle = try #require(FileHandle(forUpdatingAtPath: path))
-        defer { try? handle.close() }
-        try handle.seek(toOffset: offset)
-        let byte = try #require(try handle.read(upToCount: 1)?.first)
-        try handle.seek(toOffset: offset)
-        try handle.write(contentsOf: Data([byte ^ 0xFF]))
-    }
-
     @Test func restartKeepsEverythingAndDropsATornTail() async throws {
         let s = try await TestServer.start()
         _ = try Python.run(port: s.port, """

@@ -241,6 +241,16 @@ final class TestServer {
     func cli(_ arguments: String...) throws -> String { try RedisCLI.run(port: port, arguments) }
 }
 
+/// Flips one byte of a file in place (a corrupt shard for the checksum paths).
+func corruptByte(_ path: String, at offset: UInt64) throws {
+    let handle = try #require(FileHandle(forUpdatingAtPath: path))
+    defer { try? handle.close() }
+    try handle.seek(toOffset: offset)
+    let byte = try #require(try handle.read(upToCount: 1)?.first)
+    try handle.seek(toOffset: offset)
+    try handle.write(contentsOf: Data([byte ^ 0xFF]))
+}
+
 func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
     var state = seed &+ 0x9E37_79B9_7F4A_7C15
     var out = [UInt8](repeating: 0, count: count)

@@ -81,15 +81,6 @@ import Glibc
         return Int(line.dropFirst(field.count + 2).split(separator: " ").first ?? "") ?? -1
     }
 
-    private func flipByte(_ path: String, at offset: UInt64) throws {
-        let handle = try #require(FileHandle(forUpdatingAtPath: path))
-        defer { try? handle.close() }
-        try handle.seek(toOffset: offset)
-        let byte = try #require(try handle.read(upToCount: 1)?.first)
-        try handle.seek(toOffset: offset)
-        try handle.write(contentsOf: Data([byte ^ 0xFF]))
-    }
-
     /// Through the server: hits are counted, overwrites and deletes are seen at once, a flag set
     /// by CHECK (or the scrub) wins over cached bytes, compaction moves are re-read.
     @Test func theServerNeverServesStaleOrFlaggedValuesFromTheCache() async throws {
@@ -120,7 +111,7 @@ import Glibc
             let names = try FileManager.default.contentsOfDirectory(atPath: s.dataPath + "/default").filter { $0.hasSuffix(".dat") }.sorted()
             let segment = s.dataPath + "/default/" + (names.last ?? "")
             let size = (try FileManager.default.attributesOfItem(atPath: segment)[.size] as? NSNumber)?.uint64Value ?? 0
-            try flipByte(segment, at: size - 100)
+            try corruptByte(segment, at: size - 100)
             #expect(try s.cli("GET", "victim") == "\"\(v1)\"")
             #expect(try s.cli("CHECK", "victim") == "(integer) 0")
             #expect(try s.cli("GET", "victim") == "(error) Data corrupted")

@@ -249,11 +249,12 @@ public actor Reporter {
 
     /// The uptime claim for a report built now.
     func uptimeClaim() async -> UptimeLimiter.Claim {
-        var hint = clock.wallSeconds()
+        let now = clock.wallAndBootSeconds()
+        var hint = now.wall
         if hintsFromChainTime, let head = try? await chain.finalizedHead() {
             hint = head.timestampMilliseconds / 1000
         }
-        let claim = limiter.claim(bootUptime: clock.secondsSinceBoot(), hint: hint, bootID: clock.bootID)
+        let claim = limiter.claim(bootUptime: now.sinceBoot, hint: hint, bootID: clock.bootID)
         if claim.cappedBy > 0 {
             await conditions.set(.clockConsistent, ConditionValue(.isFalse, reason: "ClockJumpedBack", message:
                 "the wall clock is \(claim.cappedBy) s behind where CLOCK_BOOTTIME puts it: uptime reports are lowered by that much "

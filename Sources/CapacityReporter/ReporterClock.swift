@@ -9,6 +9,12 @@ public protocol ReporterClock: Sendable {
     func secondsSinceBoot() -> UInt64
     /// This boot's id (/proc/sys/kernel/random/boot_id); a change means the machine rebooted.
     var bootID: String { get }
+    /// Both of the above from one moment. Their difference is what uptime reports are held to.
+    func wallAndBootSeconds() -> (wall: UInt64, sinceBoot: UInt64)
+}
+
+extension ReporterClock {
+    public func wallAndBootSeconds() -> (wall: UInt64, sinceBoot: UInt64) { (wallSeconds(), secondsSinceBoot()) }
 }
 
 public struct SystemReporterClock: ReporterClock {
@@ -21,7 +27,21 @@ public struct SystemReporterClock: ReporterClock {
     }
 
     public func wallSeconds() -> UInt64 { Self.wall() }
-    public func secondsSinceBoot() -> UInt64 { Self.boottime() }
+    public func secondsSinceBoot() -> UInt64 { wallAndBootSeconds().sinceBoot }
+
+    /// Truncating the two clocks to seconds separately makes their difference jump between two
+    /// values as their fractions pass each other; once one report had the larger, every later
+    /// one looked 1 s behind (ClockConsistent=False until the next boot). So the boot's wall time
+    /// is rounded to a whole second once, and time since boot is wall seconds minus that.
+    public func wallAndBootSeconds() -> (wall: UInt64, sinceBoot: UInt64) {
+        var boot = timespec(), real = timespec()
+        clock_gettime(CLOCK_BOOTTIME, &boot)
+        clock_gettime(CLOCK_REALTIME, &real)
+        let bootedAtNanos = (Int64(real.tv_sec) - Int64(boot.tv_sec)) * 1_000_000_000 + Int64(real.tv_nsec) - Int64(boot.tv_nsec)
+        let bootedAt = Int64((Double(bootedAtNanos) / 1e9).rounded())
+        let wall = max(0, Int64(real.tv_sec))
+        return (UInt64(wall), UInt64(max(0, wall - bootedAt)))
+    }
 
     static func wall() -> UInt64 {
         var now = timespec()

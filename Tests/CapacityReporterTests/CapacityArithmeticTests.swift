@@ -70,6 +70,26 @@ import Testing
 }
 
 @Suite struct UptimeLimiterTests {
+    /// Readings across second boundaries of both clocks: wall minus time since boot is one value,
+    /// and claims made from them are never capped (separately truncated clocks gave two values,
+    /// which capped every claim after the larger one by 1 s).
+    @Test func theSystemClocksGiveOneDifferenceAndUncappedClaims() async throws {
+        let clock = SystemReporterClock()
+        var differences = Set<Int64>()
+        var limiter = UptimeLimiter(bootID: clock.bootID, epoch: nil)
+        var capped: [UInt64] = []
+        let end = ContinuousClock.now + .milliseconds(2300)
+        while ContinuousClock.now < end {
+            let now = clock.wallAndBootSeconds()
+            differences.insert(Int64(now.wall) - Int64(now.sinceBoot))
+            let claim = limiter.claim(bootUptime: now.sinceBoot, hint: now.wall, bootID: clock.bootID)
+            if claim.cappedBy > 0 { capped.append(claim.cappedBy) }
+            try await Task.sleep(for: .milliseconds(7))
+        }
+        #expect(differences.count == 1, "\(differences)")
+        #expect(capped.isEmpty, "\(capped.prefix(5))")
+    }
+
     @Test func uptimeIsTheRealOneWhileTheClocksAgree() {
         var limiter = UptimeLimiter(bootID: "a", epoch: nil)
         for step in UInt64(0)..<5 {

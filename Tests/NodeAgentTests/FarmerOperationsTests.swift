@@ -423,7 +423,8 @@ import FoundationNetworking
         #expect(pidsBefore.values.allSatisfy { kill(pid_t($0), 0) == 0 }, "a container died with its agent")
 
         try node.start()
-        #expect(try await Scenario.eventually(60) { try Self.status(node).0 == 0 }, "not Ready after restart: \(node.log().suffix(2000))")
+        #expect(try await Scenario.eventually(60) { try Self.status(node).0 == 0 },
+                "not Ready after restart: \((try? node.cli(["status"]))?.stdout ?? "no status")\n\(node.log().suffix(2000))")
         let restored = try await Scenario.eventually(60) { try await grid.allOK(accepted.union(containers)) }
         let (_, listing) = try await grid.twin.call("GET", "/api/v1/deployments")
         let states = (try? JSONDecoder().decode([Deployment].self, from: listing))?.map { d in

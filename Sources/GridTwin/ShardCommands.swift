@@ -61,9 +61,11 @@ struct ShardCommand: AsyncParsableCommand {
         @Argument(help: "The file id put printed.") var id: String
         @Option(name: .shortAndLong, help: "Where to write the file (atomically).") var output: String
         @Flag(name: .long, help: "Replace the output if it exists.") var force = false
+        @Option(name: .long, help: "Which shards to read first: 'fastest' (data shards of the fastest nodes) or 'data' (data shards always: least CPU, slow nodes wait).")
+        var prefer: ReadPreference = .fastestNodes
 
         func run() async throws {
-            let client = try options.client()
+            let client = try options.client(readPreference: prefer)
             let bar = ProgressBar(enabled: !options.json)
             let report = try await client.get(fileID: id, to: output, endpoints: try placement.endpoints(required: false),
                                               overwrite: force, progress: bar.handler)
@@ -206,13 +208,13 @@ struct ShardOptions: ParsableArguments {
         ConnectionSettings(connectTimeoutSeconds: min(5, max(0.1, timeout)), commandTimeoutSeconds: max(0.1, timeout))
     }
 
-    func client() throws -> StorageClient {
+    func client(readPreference: ReadPreference = .fastestNodes) throws -> StorageClient {
         let identity: NodeIdentity
         do { identity = try NodeIdentity.load(from: key) } catch GridTypesError.keyFileMissing {
             throw GridTwinFailure("no twin key at \(key); create one with `grid-twin twin create` or pass --key")
         }
         return StorageClient(key: TwinStorageKey(keyPair: identity.keyPair), localStore: LocalFileStore(directory: metadataDir),
-                             connection: connectionSettings)
+                             connection: connectionSettings, readPreference: readPreference)
     }
 
     func emit<T: Encodable>(_ value: T, text: () -> String) throws {
@@ -310,3 +312,5 @@ final class ProgressBar: @unchecked Sendable {
         if drawn { FileHandle.standardError.write(Data("\n".utf8)) }
     }
 }
+
+extension ReadPreference: ExpressibleByArgument {}

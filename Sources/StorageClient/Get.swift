@@ -119,7 +119,7 @@ extension StorageClient {
             while next < manifest.blockCount || running > 0 {
                 while running < width && next < manifest.blockCount {
                     let block = next
-                    let order = Self.readOrder(links: links, k: k)
+                    let order = Self.readOrder(links: links, k: k, preference: readPreference)
                     group.addTask {
                         let length = try await Self.readBlock(block, manifest: manifest, table: table, codec: codec, links: links, order: order,
                                                               client: self, warnings: warnings, decoded: decoded, workspaces: workspaces) { plain in
@@ -185,15 +185,16 @@ extension StorageClient {
                                           needed: manifest.k, failures: failures)
     }
 
-    /// The columns to read from, best first: the fastest to answer (connect + SELECT + PING).
-    /// One round trip is a noisy measure, so columns within 10 ms (or 2x) of the fastest count as
-    /// equally fast, and among those data columns come first: reading them needs no decode.
-    static func readOrder(links: ColumnLinks, k: Int) -> [Int] {
+    /// The columns to read from, best first. With `.fastestNodes`, the fastest to answer
+    /// (connect + SELECT + PING); one round trip is a noisy measure, so columns within 10 ms (or
+    /// 2x) of the fastest count as equally fast, and among those data columns come first: reading
+    /// them needs no decode. With `.dataColumns`, data columns first whatever their speed.
+    static func readOrder(links: ColumnLinks, k: Int, preference: ReadPreference) -> [Int] {
         let timed = links.alive.compactMap { column -> (column: Int, nanos: UInt64)? in
             links.connection(column).map { (column, $0.setupNanoseconds) }
         }
         guard let fastest = timed.map(\.nanos).min() else { return [] }
-        let tolerance = max(10_000_000, fastest)
+        let tolerance = preference == .dataColumns ? UInt64.max - fastest : max(10_000_000, fastest)
         return timed.sorted { a, b in
             let aFast = a.nanos <= fastest + tolerance, bFast = b.nanos <= fastest + tolerance
             if aFast != bFast { return aFast }

@@ -23,16 +23,20 @@ public struct StorageClient: Sendable {
     public let connection: ConnectionSettings
     /// Blocks in flight for get, check and repair (put takes it from its options).
     public let parallelBlocks: Int
+    /// Which shards get reads first.
+    public let readPreference: ReadPreference
 
     let compressors = Pool<ZstdCompressor>(keep: 16) { try ZstdCompressor() }
     let decompressors = Pool<ZstdDecompressor>(keep: 16) { try ZstdDecompressor() }
 
     public init(key: TwinStorageKey, localStore: LocalFileStore? = LocalFileStore(directory: LocalFileStore.defaultDirectory),
-                connection: ConnectionSettings = ConnectionSettings(), parallelBlocks: Int = 4) {
+                connection: ConnectionSettings = ConnectionSettings(), parallelBlocks: Int = 4,
+                readPreference: ReadPreference = .fastestNodes) {
         self.key = key
         self.localStore = localStore
         self.connection = connection
         self.parallelBlocks = max(1, min(64, parallelBlocks))
+        self.readPreference = readPreference
     }
 
     // MARK: - Metadata

@@ -306,7 +306,7 @@ public actor Reporter {
         let saved = (try? store.state(Keys.nruTime)).flatMap { UInt64($0) }
         let state = [Keys.nruCounters: Self.json(counters), Keys.nruTime: String(now)]
         guard let last = saved else {
-            _ = await write([], state: state, force: true)   // the baseline
+            if await write([], state: state, force: true) { await network.countersReported(counters) }   // the baseline
             return
         }
         guard now > last else {
@@ -324,7 +324,7 @@ public actor Reporter {
             ReportContent.nru(Array(reports[$0..<min($0 + settings.maxContractsPerReport, reports.count)]))
         }
         // Held back when full: the counters were not consumed, so the next window includes these bytes.
-        _ = await write(chunks, state: state)
+        if await write(chunks, state: state) { await network.countersReported(counters) }
     }
 
     // MARK: sending

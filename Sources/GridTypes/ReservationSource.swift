@@ -15,4 +15,11 @@ public protocol NetworkCounterSource: Sendable {
     /// Cumulative public bytes per contract id since the counter started. A value lower than the
     /// previous one means the counter restarted (the new value is then counted from zero).
     func publicTrafficBytes() async throws -> [UInt64: UInt64]
+    /// These counters (a `publicTrafficBytes` answer) are now the reporter's durable base: a
+    /// source may forget contracts it keeps only to have them billed (networks already gone).
+    func countersReported(_ counters: [UInt64: UInt64]) async
+}
+
+extension NetworkCounterSource {
+    public func countersReported(_ counters: [UInt64: UInt64]) async {}
 }

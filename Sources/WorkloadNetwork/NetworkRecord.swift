@@ -20,6 +20,21 @@ struct NetworkRecord: Codable, Equatable, Sendable {
     /// later means the counters restarted, and this becomes `countedBefore`: the totals the
     /// reporter bills from never go down, so nothing is billed twice.
     var lastCounted: ContractTraffic?
+    /// Names this generation of the deployment's network (a network made again for the same
+    /// contract gets a new one), so the retired counters can tell which record they came from.
+    var id: String?
+    /// The retired counters (by their record's id) this record took over: if the agent stopped
+    /// before forgetting them in the retired file, they are forgotten at start, not counted twice.
+    var absorbedRetired: String?
+
+    init(contractID: UInt64, subnet: String, members: [String: Member]) {
+        self.contractID = contractID
+        self.subnet = subnet
+        self.members = members
+        self.id = Self.newID()
+    }
+
+    static func newID() -> String { String(UInt64.random(in: .min ... .max), radix: 16) }
 
     static func load(directory: String) throws(NetworkError) -> [UInt64: NetworkRecord] {
         var out = [UInt64: NetworkRecord]()

@@ -45,8 +45,8 @@ public actor NodeNetwork: TrafficCounterSource {
     let commands: NetworkCommands
     var records: [UInt64: NetworkRecord]
     var baseReady = false
-    /// Final counters of torn-down deployments, so their last bytes can still be reported.
-    var retired: [UInt64: ContractTraffic] = [:]
+    /// Final counters of torn-down deployments, on disk until the reporter has billed them.
+    var retired: RetiredTraffic
     /// The last counters read, for readers that accept a few seconds' age.
     var lastTraffic: (at: ContinuousClock.Instant, readings: [ContractTraffic])?
 
@@ -69,7 +69,31 @@ public actor NodeNetwork: TrafficCounterSource {
         }
         self.configuration = configuration
         self.commands = NetworkCommands(hostNamespace: configuration.hostNamespace)
-        self.records = try NetworkRecord.load(directory: configuration.stateDirectory)
+        var records = try NetworkRecord.load(directory: configuration.stateDirectory)
+        var retired = try RetiredTraffic.load(directory: configuration.stateDirectory)
+        var retiredChanged = false
+        for (contract, entry) in retired.entries {
+            guard let record = records[contract], let recordID = entry.recordID else { continue }
+            if record.absorbedRetired == recordID {
+                // Taken over by a network made again; the agent stopped before forgetting them here.
+                retired.entries[contract] = nil
+                retiredChanged = true
+            } else if record.id == recordID {
+                // Retired, but the agent stopped before removing the record: finish that (its
+                // kernel objects are swept as orphans).
+                NetworkRecord.remove(contractID: contract, directory: configuration.stateDirectory)
+                records[contract] = nil
+            }
+        }
+        for (contract, var record) in records where record.id == nil {
+            // Written by an agent before record ids.
+            record.id = NetworkRecord.newID()
+            try record.save(directory: configuration.stateDirectory)
+            records[contract] = record
+        }
+        if retiredChanged { try retired.save(directory: configuration.stateDirectory) }
+        self.records = records
+        self.retired = retired
     }
 
     // MARK: Names (interface names are at most 15 bytes: prefix + kind + 10 hex)
@@ -196,11 +220,13 @@ public actor NodeNetwork: TrafficCounterSource {
         } else {
             record = NetworkRecord(contractID: contractID, subnet: try allocateSubnet(network.ipRange), members: [:])
         }
-        if let earlier = retired.removeValue(forKey: contractID) {
+        let absorbed = retired.entries[contractID]
+        if let absorbed {
             // A network made again for the same contract counts on from its earlier bytes, on the
-            // record (durable) rather than in memory.
-            record.countedBefore = Self.sum(record.countedBefore, earlier)
+            // record (written below, before the retired file forgets them).
+            record.countedBefore = Self.sum(record.countedBefore, absorbed.total)
             record.lastCounted = record.countedBefore
+            record.absorbedRetired = absorbed.recordID
         }
         guard let subnet = IPv4Network(record.subnet) else { throw .invalid(what: "recorded subnet of \(contractID)", reason: record.subnet) }
         let gateway = subnet.address + 1
@@ -218,6 +244,11 @@ public actor NodeNetwork: TrafficCounterSource {
         // On record before any kernel object exists, so a crash leaves nothing unknown.
         try record.save(directory: configuration.stateDirectory)
         records[contractID] = record
+        if absorbed != nil {
+            retired.entries[contractID] = nil
+            // Failing here is harmless: at start, the record's absorbedRetired drops the entry.
+            try? retired.save(directory: configuration.stateDirectory)
+        }
 
         let bridge = bridgeName(contractID)
         if !commands.tryIP(["link", "show", "dev", bridge]) {
@@ -392,10 +423,13 @@ public actor NodeNetwork: TrafficCounterSource {
         }
         if !s.isEmpty { try commands.nft(script: s.joined(separator: "\n") + "\n") }
         // The rules and their counters are gone: their bytes move to `retired` once (a retry after
-        // a failure below finds nothing left to add).
-        if let final { retired[c] = Self.sum(retired[c], final) }
+        // a failure below finds nothing left to add), durably before the record goes.
+        if let final {
+            retired.entries[c] = .init(total: Self.sum(retired.entries[c]?.total, final), recordID: records[c]?.id)
+        }
         records[c]?.countedBefore = nil
         records[c]?.lastCounted = nil
+        if retired.entries[c] != nil { try retired.save(directory: configuration.stateDirectory) }
         let bridge = bridgeName(c)
         if commands.tryIP(["link", "show", "dev", bridge]) { try commands.ip(["link", "delete", bridge]) }
         NetworkRecord.remove(contractID: c, directory: configuration.stateDirectory)
@@ -444,7 +478,7 @@ public actor NodeNetwork: TrafficCounterSource {
     public func contractTraffic() -> [ContractTraffic] { contractTraffic(maxAge: .zero) }
 
     public func contractTraffic(maxAge: Duration) -> [ContractTraffic] {
-        (try? readTraffic(maxAge: maxAge)) ?? lastTraffic?.readings ?? retired.values.sorted { $0.contractID < $1.contractID }
+        (try? readTraffic(maxAge: maxAge)) ?? lastTraffic?.readings ?? retired.entries.values.map(\.total).sorted { $0.contractID < $1.contractID }
     }
 
     /// As `contractTraffic`, but throws when the kernel's counters cannot be read: a reading
@@ -452,11 +486,11 @@ public actor NodeNetwork: TrafficCounterSource {
     func readTraffic(maxAge: Duration) throws(NetworkError) -> [ContractTraffic] {
         let now = ContinuousClock.now
         if maxAge > .zero, let last = lastTraffic, now - last.at < maxAge { return last.readings }
-        var out = retired
+        var out = retired.entries.mapValues(\.total)
         if !records.isEmpty {
             let state = try nftState()
             for c in records.keys {
-                if let counted = counted(c, state) { out[c] = Self.sum(retired[c], counted) }
+                if let counted = counted(c, state) { out[c] = Self.sum(out[c], counted) }
             }
             if maxAge == .zero {
                 for record in records.values { try? record.save(directory: configuration.stateDirectory) }
@@ -488,7 +522,9 @@ public actor NodeNetwork: TrafficCounterSource {
     /// `node-agent` when networking is turned off).
     public func removeEverything() throws(NetworkError) {
         records.removeAll()
-        for file in (try? FileManager.default.contentsOfDirectory(atPath: configuration.stateDirectory)) ?? [] where file.hasSuffix(".json") {
+        retired = RetiredTraffic()
+        for file in (try? FileManager.default.contentsOfDirectory(atPath: configuration.stateDirectory)) ?? []
+        where file.hasSuffix(".json") || file == RetiredTraffic.fileName {
             unlink(configuration.stateDirectory + "/" + file)
         }
         try sweep()

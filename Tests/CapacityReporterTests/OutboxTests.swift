@@ -248,6 +248,8 @@ import Testing
         try await Task.sleep(for: .milliseconds(1100))   // network windows are whole seconds
         await reporter.reportNetwork()
         #expect(try store.openCount() == 3, "held back: the counters were not consumed")
+        // Only counters the reporter keeps are told to the source (which may then forget them).
+        #expect(await counters.reported == [[:]])
 
         chain.mode = .up
         #expect(await drained(reporter))
@@ -261,6 +263,7 @@ import Testing
             return nil
         }.flatMap { $0 }
         #expect(nru.map(\.nru) == [4096])
+        #expect(await counters.reported == [[:], [world.contracts[0]: 4096]])
         #expect(await reporter.conditions.condition(.reportsDelivering).status == .isTrue)
         #expect(try await world.reportEvents() == expectedEvents(entries, nodeID: world.nodeID))
         await world.stop()

@@ -180,6 +180,11 @@ actor TestCounters: NetworkCounterSource {
     func add(_ contract: UInt64, _ bytes: UInt64) { counters[contract, default: 0] += bytes }
 
     func publicTrafficBytes() async throws -> [UInt64: UInt64] { counters }
+
+    /// What the reporter said it took up, in order.
+    var reported: [[UInt64: UInt64]] = []
+
+    func countersReported(_ counters: [UInt64: UInt64]) async { reported.append(counters) }
 }
 
 /// The wall clock moved by `offset` seconds; boot time and id real.

@@ -184,6 +184,62 @@ struct NodeNetworkTests {
         #expect(await publicOut(again, 61) == total)
     }
 
+    /// A deployment's network is gone, but its last bytes are not billed yet: they stay on disk
+    /// through agent restarts (including one in the middle of the teardown or of the network being
+    /// made again), are never counted twice, and are forgotten once the reporter has them.
+    @Test func removedNetworksKeepTheirBytesUntilReported() async throws {
+        let lab = try NetworkLab()
+        defer { lab.cleanUp() }
+        try await lab.network.start()
+        _ = try await lab.network.attach(contractID: 71, name: "a", network: ContainerNetwork())
+        try await sendOut(lab, lab.network, 71, "a", bytes: 1 << 20, port: 9310)
+        let total = await publicOut(lab.network, 71)
+        #expect(total >= 1 << 20)
+        let state = lab.dir + "/network"
+        let recordFile = state + "/71.json", retiredFile = state + "/retired.counters"
+        let recordBeforeTeardown = try Data(contentsOf: URL(fileURLWithPath: recordFile))
+        try await lab.network.detach(contractID: 71, name: "a")
+        #expect(!FileManager.default.fileExists(atPath: recordFile))
+        #expect(try FileManager.default.attributesOfItem(atPath: retiredFile)[.posixPermissions] as? Int == 0o600)
+
+        // The agent restarts before the next report: the bytes are still there.
+        var network = try lab.makeNetwork()
+        try await network.start()
+        #expect(await publicOut(network, 71) == total)
+
+        // It had stopped after keeping the bytes but before removing the record: the record goes,
+        // the bytes are not counted twice.
+        try recordBeforeTeardown.write(to: URL(fileURLWithPath: recordFile))
+        network = try lab.makeNetwork()
+        try await network.start()
+        #expect(await publicOut(network, 71) == total)
+        #expect(await network.attached().isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: recordFile))
+
+        // Made again, it counts on; a stop before the retired file forgot the bytes changes nothing.
+        let retiredBeforeAttach = try Data(contentsOf: URL(fileURLWithPath: retiredFile))
+        _ = try await network.attach(contractID: 71, name: "a", network: ContainerNetwork())
+        #expect(!FileManager.default.fileExists(atPath: retiredFile))
+        try retiredBeforeAttach.write(to: URL(fileURLWithPath: retiredFile))
+        network = try lab.makeNetwork()
+        try await network.start()
+        #expect(await publicOut(network, 71) == total)
+        #expect(!FileManager.default.fileExists(atPath: retiredFile))
+        try await network.detach(contractID: 71, name: "a")
+
+        // Reported: a count below the total keeps the bytes, the total forgets them, for good.
+        let bytes = try await network.publicTrafficBytes()
+        #expect(bytes[71] == total + ((await network.contractTraffic().first { $0.contractID == 71 })?.publicIn ?? 0))
+        await network.countersReported([71: (bytes[71] ?? 0) - 1])
+        #expect(await publicOut(network, 71) == total)
+        await network.countersReported(bytes)
+        #expect(await network.contractTraffic().isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: retiredFile))
+        network = try lab.makeNetwork()
+        try await network.start()
+        #expect(await network.contractTraffic().isEmpty)
+    }
+
     /// Wipes the kernel's objects (a reboot), starts a new NodeNetwork on the same state, expects
     /// contract 61 to read `expected`, makes its container "a" again, sends `bytes` out through it
     /// and expects them counted on top. Returns the network and the new total.

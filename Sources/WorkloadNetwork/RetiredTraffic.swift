@@ -1,0 +1,59 @@
+import Foundation
+import GridTypes
+
+/// Final counters of deployments whose network is gone, kept in `<state>/retired.counters` (0600)
+/// until the reporter has billed them: written before the deployment's record is removed, so an
+/// agent restart between a teardown and the next report loses none of those bytes.
+struct RetiredTraffic: Codable, Equatable, Sendable {
+    struct Entry: Codable, Equatable, Sendable {
+        var total: ContractTraffic
+        /// The id of the network record the bytes came from (see `NetworkRecord.id`).
+        var recordID: String?
+    }
+
+    var entries: [UInt64: Entry] = [:]
+
+    static let fileName = "retired.counters"
+    /// A retired file this large is not ours (a few hundred bytes per contract).
+    static let maximumFileBytes = 64 << 20
+
+    static func path(directory: String) -> String { directory + "/" + fileName }
+
+    /// A missing file is an empty list; one that cannot be read or decoded is an error, because
+    /// starting empty would lose the bytes it holds.
+    static func load(directory: String) throws(NetworkError) -> RetiredTraffic {
+        let path = path(directory: directory)
+        guard FileManager.default.fileExists(atPath: path) else { return RetiredTraffic() }
+        guard let data = FileManager.default.contents(atPath: path) else { throw .io(operation: "read", path: path, errno: EIO) }
+        guard data.count <= maximumFileBytes else {
+            throw .invalid(what: path, reason: "\(data.count) bytes is more than retired counters can be; move it aside to start without them")
+        }
+        do { return try JSONDecoder().decode(RetiredTraffic.self, from: data) } catch {
+            throw .invalid(what: path, reason: "not retired counters (\(error)); move it aside to start without them")
+        }
+    }
+
+    /// Atomically: a temporary file, fsync, rename, fsync of the directory.
+    func save(directory: String) throws(NetworkError) {
+        let path = Self.path(directory: directory)
+        if entries.isEmpty {
+            guard unlink(path) == 0 || errno == ENOENT else { throw .io(operation: "remove", path: path, errno: errno) }
+            return
+        }
+        let temporary = path + ".tmp"
+        let data: Data
+        do { data = try JSONEncoder().encode(self) } catch { throw .invalid(what: "retired counters", reason: "\(error)") }
+        guard FileManager.default.createFile(atPath: temporary, contents: data, attributes: [.posixPermissions: 0o600]) else {
+            throw .io(operation: "write", path: temporary, errno: errno)
+        }
+        let fd = open(temporary, O_RDONLY)
+        guard fd >= 0 else { throw .io(operation: "open", path: temporary, errno: errno) }
+        let synced = fsync(fd) == 0
+        let syncErrno = errno
+        close(fd)
+        guard synced else { throw .io(operation: "fsync", path: temporary, errno: syncErrno) }
+        guard rename(temporary, path) == 0 else { throw .io(operation: "rename", path: temporary, errno: errno) }
+        let directoryFD = open(directory, O_RDONLY | O_DIRECTORY)
+        if directoryFD >= 0 { fsync(directoryFD); close(directoryFD) }
+    }
+}

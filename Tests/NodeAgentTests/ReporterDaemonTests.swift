@@ -82,7 +82,11 @@ import Testing
         text = text.replacingOccurrences(of: "block_time_ms = 6000", with: "block_time_ms = 50")
         text = text.replacingOccurrences(of: "produce_blocks = true", with: "produce_blocks = false")
         text = text.replacingOccurrences(of: "\nenabled = true\n", with: "\nenabled = false\n")
+        text = text.replacingOccurrences(of: "api_listen = \"127.0.0.1:2021\"", with: "api_listen = \"127.0.0.1:\(try ShardServerDaemonTests.freePort())\"")
         try text.write(toFile: config, atomically: true, encoding: .utf8)
+        // Its own admin socket, metrics port and network names (networking is off, and an agent
+        // with networking off removes whatever carries its names).
+        try FarmerOperationsTests.isolateOperations(config: config, dir: dir)
         let identity = try NodeIdentity.load(from: state + "/" + NodeIdentity.fileName)
 
         let ledger = try LocalLedger(path: ledgerPath, parameters: LedgerParameters(blockTimeMilliseconds: 50))

@@ -81,6 +81,15 @@ import Testing
         #expect(text.contains("  traffic     3.0 MiB public, 512.0 KiB private (2 networks)\n"), "got:\n\(text)")
     }
 
+    @Test func statusShowsContractsWaitingForTheirDeployment() {
+        var report = Self.fixedReport()
+        report.work.awaitingDeployment = .init(contracts: 0)
+        #expect(!StatusRenderer(unicode: true, width: 110).render(report, now: Self.now).contains("contracts"))
+        report.work.awaitingDeployment = .init(contracts: 2, oldestContractID: 41, oldestWaitingBlocks: 250, oldestWaitingSeconds: 1500)
+        let text = StatusRenderer(unicode: true, width: 110).render(report, now: Self.now)
+        #expect(text.contains("  contracts   2 waiting for their deployment (oldest: contract 41, 25m)\n"), "got:\n\(text)")
+    }
+
     static let goldenNotReady = """
         node-agent: NOT READY (registering)
           ! registering the node on the chain (farm 7); see `journalctl -u node-agent`

@@ -304,6 +304,18 @@ actor AgentRuntime {
                 }
             }
         }
+        if let provisioner, let waiting = try? await provisioner.contractsAwaitingDeployment() {
+            var awaiting = StatusReport.AwaitingDeployment(contracts: waiting.count)
+            if let oldest = waiting.first {
+                awaiting.oldestContractID = oldest.contract.id
+                if let head = chainStatus.processedBlock ?? chainStatus.finalizedBlock {
+                    let blocks = head > oldest.seenAtBlock ? head - oldest.seenAtBlock : 0
+                    awaiting.oldestWaitingBlocks = blocks
+                    awaiting.oldestWaitingSeconds = Int64(clamping: blocks) * Int64(config.chain.blockTimeMilliseconds) / 1000
+                }
+            }
+            work.awaitingDeployment = awaiting
+        }
         let dayAgo = Int64(now.timeIntervalSince1970) - 86_400
         for event in await journal.events(limit: 200) where event.level == "error" && event.time >= dayAgo {
             work.recentErrors.append(.init(time: event.time, subject: event.source.rawValue, message: event.message))

@@ -117,6 +117,11 @@ enum MetricsExporter {
         for state in Set(deploymentStates).union(status.work.deployments.keys).sorted() {
             gauge(nil, "deployments", "Deployments on the node by state.", [("state", state)], Double(status.work.deployments[state] ?? 0))
         }
+        if let awaiting = status.work.awaitingDeployment {
+            gauge("contracts", "awaiting_deployment", "Active contracts for this node whose deployment has not arrived.", [], Double(awaiting.contracts))
+            gauge("contracts", "awaiting_deployment_oldest", unit: "seconds", "How long the oldest contract without a deployment has waited (0: none).",
+                  [], Double(awaiting.oldestWaitingSeconds ?? 0))
+        }
         for (type, states) in snapshot.workloadsByTypeAndState.sorted(by: { $0.key < $1.key }) {
             for (state, count) in states.sorted(by: { $0.key < $1.key }) {
                 gauge(nil, "workloads", "Workloads on the node by type and result state.", [("type", type), ("state", state)], Double(count))

@@ -65,6 +65,13 @@ struct StatusRenderer {
         lines.append("WORK")
         lines.append(row("deployments", countsText(work.deployments, order: ["ok", "deploying", "paused", "error", "removing"])))
         lines.append(row("workloads", countsText(work.workloads, order: ["ok", "init", "paused", "error", "removing"])))
+        if let awaiting = work.awaitingDeployment, awaiting.contracts > 0 {
+            var text = "\(awaiting.contracts) waiting for their deployment"
+            if let id = awaiting.oldestContractID {
+                text += " (oldest: contract \(id)" + (awaiting.oldestWaitingSeconds.map { ", \(Self.duration($0))" } ?? "") + ")"
+            }
+            lines.append(row("contracts", text))
+        }
         if let namespaces = work.shardNamespaces {
             lines.append(row("shards", "\(namespaces) namespace\(namespaces == 1 ? "" : "s"), \(Self.bytes(work.shardBytesStored ?? 0)) stored"))
         } else {

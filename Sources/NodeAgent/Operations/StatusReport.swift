@@ -77,7 +77,19 @@ struct StatusReport: Codable, Equatable, Sendable {
         var reports: Reports?
         /// nil: container networking is off.
         var traffic: Traffic?
+        /// nil: the provisioner is not running.
+        var awaitingDeployment: AwaitingDeployment?
         var recentErrors: [RecentError]
+    }
+
+    /// Contracts for this node whose deployment has not arrived: normal for a moment after the
+    /// twin made the contract; for long, the twin gave up or its deployments fail before reaching us.
+    struct AwaitingDeployment: Codable, Equatable, Sendable {
+        var contracts: Int
+        var oldestContractID: UInt64?
+        /// Blocks since the oldest was first seen, and that in seconds at the chain's block time.
+        var oldestWaitingBlocks: UInt64?
+        var oldestWaitingSeconds: Int64?
     }
 
     /// Container networks' traffic, summed over contracts (public is what add_nru_reports bills).

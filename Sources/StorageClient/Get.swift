@@ -91,14 +91,12 @@ extension StorageClient {
                     progress: ProgressHandler? = nil) async throws -> GetReport {
         try SodiumCrypto.ensureReady()
         let out = try OutputFile(path: output, overwrite: overwrite)
-        let manifest = try await self.manifest(fileID: fileID, endpoints: endpoints)
+        let (manifest, links) = try await openFile(fileID: fileID, endpoints: endpoints)
+        defer { links.closeAll() }
         let codec = try manifest.codec(key: key)
         let table = try manifest.blockTable()
         let k = manifest.k
 
-        let links = ColumnLinks()
-        await links.connect(Dictionary(uniqueKeysWithValues: manifest.columns.map { ($0.index, $0.endpoint) }), settings: connection)
-        defer { links.closeAll() }
         let warnings = SharedNotes(links.deadReasons.sorted { $0.key < $1.key }.map {
             "shard \($0.key) (node \(manifest.columns[$0.key].endpoint.node)) unavailable: \($0.value)"
         })

@@ -29,11 +29,9 @@ extension StorageClient {
     public func check(fileID: String, endpoints: [ShardEndpoint] = [], deep: Bool = false,
                       progress: ProgressHandler? = nil) async throws -> CheckReport {
         let started = DispatchTimeLike.now()
-        let manifest = try await self.manifest(fileID: fileID, endpoints: endpoints)
-        let codec = try manifest.codec(key: key)
-        let links = ColumnLinks()
-        await links.connect(Dictionary(uniqueKeysWithValues: manifest.columns.map { ($0.index, $0.endpoint) }), settings: connection)
+        let (manifest, links) = try await openFile(fileID: fileID, endpoints: endpoints)
         defer { links.closeAll() }
+        let codec = try manifest.codec(key: key)
         let assessment = try await assess(manifest: manifest, codec: codec, links: links, deep: deep, progress: progress)
         return report(manifest: manifest, assessment: assessment, deep: deep, seconds: Double(DispatchTimeLike.now() - started) / 1e9)
     }
@@ -159,11 +157,9 @@ extension StorageClient {
     public func repair(fileID: String, spares: [ShardEndpoint], endpoints: [ShardEndpoint] = [], deep: Bool = false,
                        progress: ProgressHandler? = nil) async throws -> RepairReport {
         let started = DispatchTimeLike.now()
-        var manifest = try await self.manifest(fileID: fileID, endpoints: endpoints)
-        let codec = try manifest.codec(key: key)
-        let links = ColumnLinks()
-        await links.connect(Dictionary(uniqueKeysWithValues: manifest.columns.map { ($0.index, $0.endpoint) }), settings: connection)
+        var (manifest, links) = try await openFile(fileID: fileID, endpoints: endpoints)
         defer { links.closeAll() }
+        let codec = try manifest.codec(key: key)
         let assessment = try await assess(manifest: manifest, codec: codec, links: links, deep: deep, progress: nil)
 
         let relocate = manifest.columns.map(\.index).filter { !links.isAlive($0) }
@@ -294,14 +290,15 @@ extension StorageClient {
     /// that cannot be reached are listed in the error; the local copy is kept then.
     public func remove(fileID: String, endpoints: [ShardEndpoint] = []) async throws -> [String] {
         let manifest: FileManifest
+        let links: ColumnLinks
         if let record = try localStore?.load(fileID), !record.complete, let envelope = Data(base64Encoded: record.envelope) {
             // An interrupted put: its record names the namespaces, its blocks may be partly written.
             manifest = try MetadataEnvelope.open(Array(envelope), fileID: fileID, key: key, validate: false)
+            links = ColumnLinks()
+            await links.connect(Dictionary(uniqueKeysWithValues: manifest.columns.map { ($0.index, $0.endpoint) }), settings: connection)
         } else {
-            manifest = try await self.manifest(fileID: fileID, endpoints: endpoints)
+            (manifest, links) = try await openFile(fileID: fileID, endpoints: endpoints)
         }
-        let links = ColumnLinks()
-        await links.connect(Dictionary(uniqueKeysWithValues: manifest.columns.map { ($0.index, $0.endpoint) }), settings: connection)
         defer { links.closeAll() }
         await removeShards(manifest: manifest, blockCount: manifest.blockCount, links: links)
         let unreachable = links.deadReasons.sorted { $0.key < $1.key }.map { "shard \($0.key) on node \(manifest.columns[$0.key].endpoint.node): \($0.value)" }

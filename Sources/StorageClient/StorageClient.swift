@@ -44,6 +44,41 @@ public struct StorageClient: Sendable {
     /// The file's metadata: the local copy when there is one (and it opens), else the newest
     /// revision any of `endpoints` (and the namespaces the local copy names) holds.
     public func manifest(fileID: String, endpoints: [ShardEndpoint] = []) async throws -> FileManifest {
+        try await loadManifest(fileID: fileID, endpoints: endpoints).manifest
+    }
+
+    /// The metadata (as `manifest`) and connections to its columns. When it came from the local
+    /// copy, the columns' own copies are read too and a newer revision wins (a repair from
+    /// another machine moved columns), and the local copy is updated to it.
+    func openFile(fileID: String, endpoints: [ShardEndpoint]) async throws -> (FileManifest, ColumnLinks) {
+        var (manifest, fromLocalCopy) = try await loadManifest(fileID: fileID, endpoints: endpoints)
+        var links = ColumnLinks()
+        await links.connect(Dictionary(uniqueKeysWithValues: manifest.columns.map { ($0.index, $0.endpoint) }), settings: connection)
+        guard fromLocalCopy, let newer = await newestOnColumns(fileID: fileID, links: links), newer.revision > manifest.revision else {
+            return (manifest, links)
+        }
+        links.closeAll()
+        manifest = newer
+        links = ColumnLinks()
+        await links.connect(Dictionary(uniqueKeysWithValues: manifest.columns.map { ($0.index, $0.endpoint) }), settings: connection)
+        _ = try? saveLocal(newer, complete: true)
+        return (manifest, links)
+    }
+
+    /// The newest revision of the metadata the connected columns hold (those that answer).
+    func newestOnColumns(fileID: String, links: ColumnLinks) async -> FileManifest? {
+        await withTaskGroup(of: FileManifest?.self) { group in
+            for column in links.alive {
+                guard let connection = links.connection(column) else { continue }
+                group.addTask { try? await fetchManifest(fileID: fileID, from: connection) }
+            }
+            var newest: FileManifest?
+            for await case let found? in group where found.revision > newest?.revision ?? 0 { newest = found }
+            return newest
+        }
+    }
+
+    func loadManifest(fileID: String, endpoints: [ShardEndpoint]) async throws -> (manifest: FileManifest, fromLocalCopy: Bool) {
         guard LocalFileStore.isFileID(fileID) else {
             throw StorageError.invalidInput(what: "file id", reason: "'\(fileID)' is not 32 lowercase hex digits")
         }
@@ -53,7 +88,7 @@ public struct StorageClient: Sendable {
                 throw StorageError.metadataInvalid(fileID: fileID, reason: "local copy's envelope is not base64")
             }
             do {
-                return try MetadataEnvelope.open(Array(envelope), fileID: fileID, key: key)
+                return (try MetadataEnvelope.open(Array(envelope), fileID: fileID, key: key), true)
             } catch let error as StorageError {
                 if case .wrongKey = error { throw error }
                 if endpoints.isEmpty { throw error }
@@ -61,7 +96,7 @@ public struct StorageClient: Sendable {
             }
         }
         guard !endpoints.isEmpty else { throw StorageError.metadataUnavailable(fileID: fileID, reasons: reasons) }
-        return try await readManifest(fileID: fileID, from: endpoints, reasons: reasons)
+        return (try await readManifest(fileID: fileID, from: endpoints, reasons: reasons), false)
     }
 
     /// Reads the metadata from every endpoint at once and keeps the newest revision that opens.

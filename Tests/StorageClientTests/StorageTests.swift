@@ -314,6 +314,10 @@ import Testing
             let ws = try Workspace(seed: seed)
             let data = compressibleBytes(5 * Self.block + 77, seed: 28)
             let put = try await putSmall(ws, cluster, data: data, placement: Array(cluster.endpoints.prefix(3)))
+            // Another machine of the same twin with the same local copy, which goes stale below.
+            let laptop = try Workspace(label: "laptop", seed: seed)
+            try FileManager.default.createDirectory(atPath: laptop.store.directory, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: ws.store.path(put.fileID), toPath: laptop.store.path(put.fileID))
             try await cluster.stop(0)
             let check = try await ws.client.check(fileID: put.fileID)
             #expect(check.recoverable && !check.healthy && !check.columns[0].reachable && check.columns[0].unknown == put.blocks)
@@ -334,6 +338,16 @@ import Testing
             #expect(manifest.revision == 2 && manifest.columns[0].endpoint.node == "node-4")
             _ = try await fresh.client.get(fileID: put.fileID, to: fresh.dir.path + "/o", endpoints: Array(cluster.endpoints[1...]))
             #expect(try fresh.read(fresh.dir.path + "/o") == data)
+
+            // The other machine's local copy still names node-1: the nodes' newer revision wins,
+            // and its local copy is brought up to date.
+            #expect(try laptop.store.load(put.fileID)?.revision == 1)
+            let seenFromLaptop = try await laptop.client.check(fileID: put.fileID)
+            #expect(seenFromLaptop.healthy && seenFromLaptop.revision == 2, "\(seenFromLaptop)")
+            #expect(try laptop.store.load(put.fileID)?.revision == 2)
+            let got = try await laptop.client.get(fileID: put.fileID, to: laptop.dir.path + "/o")
+            #expect(got.warnings.isEmpty, "\(got.warnings)")
+            #expect(try laptop.read(laptop.dir.path + "/o") == data)
         }
     }
 

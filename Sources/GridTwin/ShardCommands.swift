@@ -176,7 +176,8 @@ struct ShardCommand: AsyncParsableCommand {
             ? "DEGRADED: recoverable (every block has at least \(report.minimumGoodShards) of \(report.k + report.m) shards; \(report.k) needed)"
             : "NOT RECOVERABLE: a block has only \(report.minimumGoodShards) good shard(s); \(report.k) are needed"
         var lines = ["\(report.name) (\(report.fileID)): \(state)",
-                     "  \(ByteFormat.binary(report.size)), \(report.blocks) block(s), k=\(report.k) m=\(report.m), metadata revision \(report.revision), checked by \(report.method)"]
+                     "  \(ByteFormat.binary(report.size)), \(report.blocks) block(s), k=\(report.k) m=\(report.m), metadata revision \(report.revision), checked by \(report.method)"
+                     + (report.method == "proof" ? " (\(report.downloadedShards) random shard(s) downloaded too)" : "")]
         var table = TextTable(["  SHARD", "ROLE", "NODE", "NAMESPACE", "GOOD", "MISSING", "CORRUPT", "UNKNOWN", "METADATA", "ERROR"])
         for c in report.columns {
             table.add(["  \(c.column.index)", c.column.role, c.column.node, "\(c.column.address)/\(c.column.namespace)", "\(c.good)", "\(c.missing)",

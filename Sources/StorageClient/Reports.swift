@@ -75,6 +75,9 @@ public struct CheckReport: Codable, Sendable {
     public var revision: Int
     /// "proof" (PROOF challenges) or "deep" (every shard downloaded and checksummed).
     public var method: String
+    /// Shards downloaded and checksummed: all of them in a deep check; in a proof check, a random
+    /// sample of each column (about 1 in 64 blocks, 1 to 8 per column).
+    public var downloadedShards: Int
     public var columns: [ColumnHealth]
     /// The fewest good shards any block has: the file is recoverable while this is >= k.
     public var minimumGoodShards: Int

@@ -127,6 +127,8 @@ import Testing
             #expect(check.columns[1].missing == 1 && check.columns[2].good == 5)
             let deep = try await ws.client.check(fileID: put.fileID, deep: true)
             #expect(deep.columns[0].corrupt == 1 && deep.columns[1].missing == 1 && deep.method == "deep")
+            // Deep downloads every shard; proof downloads one random shard per column (5 blocks).
+            #expect(deep.downloadedShards == 15 && check.downloadedShards == 3 && check.method == "proof")
 
             let repair = try await ws.client.repair(fileID: put.fileID, spares: [])
             #expect(repair.rebuiltShards == 2 && repair.repairedInPlace == [1, 1, 0] && repair.moved.isEmpty)
@@ -137,6 +139,23 @@ import Testing
             #expect(got2.warnings.isEmpty)
             #expect(try ws.read(out) == data)
         }
+    }
+
+    /// A proof check also downloads a few random shards per column, new ones every time: PROOF
+    /// challenges repeat, so a node that kept the answers and dropped the data would pass them.
+    @Test func proofChecksDownloadAFreshRandomSample() {
+        #expect(StorageClient.downloadSample(blockCount: 0).isEmpty)
+        #expect(StorageClient.downloadSample(blockCount: 1) == [0])
+        #expect(StorageClient.downloadSample(blockCount: 63).count == 1)
+        #expect(StorageClient.downloadSample(blockCount: 256).count == 4)
+        #expect(StorageClient.downloadSample(blockCount: 100_000).count == 8)
+        var seen = Set<Int>()
+        for _ in 0..<50 {
+            let sample = StorageClient.downloadSample(blockCount: 1000)
+            #expect(sample.allSatisfy { (0..<1000).contains($0) })
+            seen.formUnion(sample)
+        }
+        #expect(seen.count > 100, "the same blocks every time: \(seen.count)")
     }
 
     /// Whole blocks swapped on every node (each shard in place of another block's): checksums

@@ -29,15 +29,26 @@ struct ShardCommand: AsyncParsableCommand {
         var onNodeFailure: NodeFailurePolicy = .fail
         @Option(name: .long, help: "Succeed with at least this many shard columns written (k...k+m; default all).") var minShards: Int?
         @Option(name: .long, help: "Name to record (default: the file's name).") var name: String?
+        @Flag(name: .long, help: "If the put fails part way, keep what was written so --resume can finish it (default: remove it).")
+        var keepPartial = false
+        @Option(name: .long, help: ArgumentHelp("Finish an unfinished put of FILE (`shard ls` shows it incomplete): the same file id and nodes; only the shards the nodes lack are sent. --placement/--ns give spares.", valueName: "file-id"))
+        var resume: String?
 
         func run() async throws {
             let client = try options.client()
-            let endpoints = try placement.endpoints(required: true)
-            let storage = StorageOptions(k: k, m: m, blockSize: try SizeArgument.parse(blockSize, what: "--block-size"),
+            var storage = StorageOptions(k: k, m: m, blockSize: try SizeArgument.parse(blockSize, what: "--block-size"),
                                          zstdLevel: noCompress ? nil : zstdLevel, parallelBlocks: parallel, onNodeFailure: onNodeFailure,
                                          minimumShards: minShards, connection: options.connectionSettings)
+            storage.keepPartial = keepPartial
             let bar = ProgressBar(enabled: !options.json)
-            let report = try await client.put(path: file, placement: endpoints, options: storage, name: name, progress: bar.handler)
+            let report: PutReport
+            if let resume {
+                report = try await client.resume(fileID: resume, path: file, spares: try placement.endpoints(required: false), options: storage,
+                                                 progress: bar.handler)
+            } else {
+                report = try await client.put(path: file, placement: try placement.endpoints(required: true), options: storage, name: name,
+                                              progress: bar.handler)
+            }
             bar.finish()
             try options.emit(report) {
                 var lines = ["stored \(report.name) as \(report.fileID)",
@@ -45,6 +56,7 @@ struct ShardCommand: AsyncParsableCommand {
                                  + "\(ByteFormat.binary(report.storedBytes)) on \(report.shardsWritten) node(s), "
                                  + String(format: "%.2f s (%@/s)", report.seconds, ByteFormat.binary(UInt64(Double(report.size) / max(report.seconds, 1e-6))))]
                 lines.append(ShardCommand.columnTable(report.columns))
+                if resume != nil { lines.append("resumed: \(report.shardsAlreadyStored) shard(s) were already on their nodes and not sent again") }
                 lines += report.warnings.map { "warning: " + $0 }
                 lines.append("get it back with: grid-twin shard get \(report.fileID) -o FILE")
                 return lines.joined(separator: "\n")

@@ -88,10 +88,72 @@ extension StorageClient {
         guard fileName.utf8.count <= FileManifest.maxNameLength else {
             throw StorageError.invalidInput(what: "name", reason: "at most \(FileManifest.maxNameLength) bytes")
         }
+        return try await store(source, as: Upload(fileIDBytes: SodiumCrypto.random(16), fileKey: SodiumCrypto.random(SodiumCrypto.keyLength),
+                                                  name: fileName, createdAt: Int64(Date().timeIntervalSince1970), columns: chosen,
+                                                  resuming: false),
+                               spares: spares, options: options, progress: progress)
+    }
+
+    /// Finishes a put that stopped part way (the process was killed, or a put with `keepPartial`
+    /// failed): the same file id, key and namespaces from the local record, every block coded
+    /// again (the same bytes: the key and nonces are the file's), and only the shards the nodes
+    /// do not already hold, by a PROOF of their checksum, are sent. `options` gives the failure
+    /// policy, parallelism and connection settings; k, m, block size and compression are the
+    /// record's. `spares` stand in for namespaces that do not answer (with the spare policy).
+    public func resume(fileID: String, path: String, spares: [ShardEndpoint] = [], options: StorageOptions,
+                       progress: ProgressHandler? = nil) async throws -> PutReport {
+        try SodiumCrypto.ensureReady()
+        guard LocalFileStore.isFileID(fileID) else {
+            throw StorageError.invalidInput(what: "file id", reason: "'\(fileID)' is not 32 lowercase hex digits")
+        }
+        guard let record = try localStore?.load(fileID) else {
+            throw StorageError.invalidInput(what: "--resume \(fileID)", reason: "no local record of that file here; only the machine that started a put can resume it")
+        }
+        guard !record.complete else {
+            throw StorageError.invalidInput(what: "--resume \(fileID)", reason: "that file is already stored in full")
+        }
+        guard let envelope = Data(base64Encoded: record.envelope) else {
+            throw StorageError.metadataInvalid(fileID: fileID, reason: "local copy's envelope is not base64")
+        }
+        let started = try MetadataEnvelope.open(Array(envelope), fileID: fileID, key: key, validate: false)
+        let source = try SourceFile(path: path)
+        guard source.size == started.size else {
+            throw StorageError.invalidInput(what: path, reason: "it is \(source.size) bytes, the put being resumed was of \(started.size): "
+                                            + "not the same file. Store it anew, and `grid-twin shard rm \(fileID)` the unfinished one")
+        }
+        var settings = options
+        settings.k = started.k
+        settings.m = started.m
+        settings.blockSize = started.blockSize
+        settings.zstdLevel = started.compression == "zstd" ? started.zstdLevel : nil
+        try settings.validate()
+        for endpoint in spares { try endpoint.validate() }
+        return try await store(source, as: Upload(fileIDBytes: started.fileIDBytes, fileKey: try started.unwrapFileKey(with: key),
+                                                  name: started.name, createdAt: started.createdAt,
+                                                  columns: started.columns.sorted { $0.index < $1.index }.map(\.endpoint), resuming: true),
+                               spares: spares, options: settings, progress: progress)
+    }
+
+    /// What a put stores under: new for a put, the record's for a resume.
+    struct Upload {
+        var fileIDBytes: [UInt8]
+        var fileKey: [UInt8]
+        var name: String
+        var createdAt: Int64
+        var columns: [ShardEndpoint]
+        var resuming: Bool
+    }
+
+    private func store(_ source: SourceFile, as upload: Upload, spares: [ShardEndpoint], options: StorageOptions,
+                       progress: ProgressHandler?) async throws -> PutReport {
+        var spares = spares
+        let width = options.k + options.m
+        let chosen = upload.columns
+        let fileName = upload.name
         let started = DispatchTimeLike.now()
-        let fileIDBytes = SodiumCrypto.random(16)
+        let fileIDBytes = upload.fileIDBytes
         let fileID = Hex.encode(fileIDBytes)
-        let fileKey = SodiumCrypto.random(SodiumCrypto.keyLength)
+        let fileKey = upload.fileKey
         let blockCount = BlockCodec.blockCount(size: source.size, blockSize: options.blockSize)
         let codec = BlockCodec(fileID: fileIDBytes, fileKey: fileKey, size: source.size, blockSize: options.blockSize,
                                blockCount: blockCount, code: try ReedSolomon(k: options.k, m: options.m),
@@ -121,14 +183,17 @@ extension StorageClient {
         let connected = links.aliveCount
         guard connected >= options.requiredShards else {
             links.closeAll()
-            throw StorageError.placementFailed(written: connected, wanted: width, failures: failures)
+            let error = StorageError.placementFailed(written: connected, wanted: width, failures: failures)
+            // A resume's earlier shards stay where they are, for another try.
+            if upload.resuming { throw StorageError.putStopped(fileID: fileID, reason: Self.stopReason(error)) }
+            throw error
         }
 
         var manifest = FileManifest(
             version: FileManifest.formatVersion, fileID: fileID, revision: 1, name: fileName, size: source.size,
             blockSize: options.blockSize, blockCount: blockCount, k: options.k, m: options.m,
             compression: options.zstdLevel == nil ? "none" : "zstd", zstdLevel: options.zstdLevel ?? 0,
-            createdAt: Int64(Date().timeIntervalSince1970),
+            createdAt: upload.createdAt,
             wrappedKey: FileManifest.wrap(fileKey: fileKey, fileID: fileIDBytes, with: key),
             columns: endpoints.enumerated().map { ShardColumn(index: $0.offset, endpoint: $0.element, keyPrefix: "gts:\(fileID):\($0.offset):") },
             blocks: "")
@@ -136,10 +201,11 @@ extension StorageClient {
         // record says which namespaces may hold partial shards.
         _ = try saveLocal(manifest, complete: false)
 
+        let alreadyStored = SharedCounter()
         do {
-            let tracker = ProgressTracker("put", total: source.size, handler: progress)
+            let tracker = ProgressTracker(upload.resuming ? "put (resume)" : "put", total: source.size, handler: progress)
             let table = try await uploadBlocks(source: source, codec: codec, manifest: manifest, links: links, options: options,
-                                               spares: spares.count, tracker: tracker)
+                                               spares: spares.count, skipStored: upload.resuming ? alreadyStored : nil, tracker: tracker)
             try source.checkUnchanged()
             manifest.blocks = Data(table.bytes).base64EncodedString()
 
@@ -196,13 +262,32 @@ extension StorageClient {
             }
             return PutReport(fileID: fileID, name: fileName, size: source.size, storedBytes: storedBytes, k: options.k, m: options.m,
                              blockSize: options.blockSize, blocks: blockCount, seconds: Double(DispatchTimeLike.now() - started) / 1e9,
-                             columns: columns, shardsWritten: written, warnings: warnings, localCopy: localPath)
+                             columns: columns, shardsWritten: written, warnings: warnings, localCopy: localPath,
+                             shardsAlreadyStored: alreadyStored.count)
         } catch {
+            if options.keepPartial || upload.resuming {
+                // Kept for a resume: the local record (incomplete) names where the shards are.
+                links.closeAll()
+                _ = try? saveLocal(manifest, complete: false)
+                throw StorageError.putStopped(fileID: fileID, reason: Self.stopReason(error))
+            }
             // Nothing half-stored is kept: remove what was written (best effort) and the local record.
             await removeShards(manifest: manifest, blockCount: blockCount, links: links)
             links.closeAll()
             try? localStore?.remove(fileID)
             throw error
+        }
+    }
+
+    /// Why a put stopped, without the advice that assumes nothing was kept.
+    static func stopReason(_ error: any Error) -> String {
+        switch error {
+        case StorageError.placementFailed(let written, let wanted, let failures):
+            return "only \(written) of \(wanted) shard namespaces took the file (\(failures.joined(separator: "; ")))"
+        case StorageError.sourceChanged(let path, let reason):
+            return "\(path) changed while it was being stored (\(reason))"
+        default:
+            return "\(error)"
         }
     }
 
@@ -214,7 +299,8 @@ extension StorageClient {
     /// Reads, codes and uploads every block, `parallelBlocks` at a time. A column whose node fails
     /// is marked dead; with the fail policy (or too few columns left to finish) the upload stops.
     private func uploadBlocks(source: SourceFile, codec: BlockCodec, manifest: FileManifest, links: ColumnLinks,
-                              options: StorageOptions, spares: Int, tracker: ProgressTracker) async throws -> BlockTable {
+                              options: StorageOptions, spares: Int, skipStored: SharedCounter?,
+                              tracker: ProgressTracker) async throws -> BlockTable {
         let fd = source.fd, path = source.path
         let width = options.k + options.m
         var table = BlockTable(shardCount: width, blocks: codec.blockCount)
@@ -238,7 +324,8 @@ extension StorageClient {
                                                            workspace: workspace)
                             entry = encoded.entry
                             try await Self.uploadShards(encoded.shards, block: block, manifest: manifest, links: links,
-                                                        options: options, spares: spares)
+                                                        options: options, spares: spares,
+                                                        skipStored: skipStored.map { ($0, encoded.entry.checksums) })
                         }
                         // The shards are on the nodes and dropped: the workspace's buffers can be reused.
                         workspaces.give(workspace)
@@ -256,15 +343,27 @@ extension StorageClient {
         return table
     }
 
+    /// Sends a block's shards to the live columns. With `skipStored` (a resume), a shard the
+    /// node already holds, as its PROOF over the whole value equals the checksum, is counted
+    /// there instead of sent.
     private static func uploadShards(_ shards: [ByteBuffer], block: Int, manifest: FileManifest, links: ColumnLinks,
-                                     options: StorageOptions, spares: Int) async throws {
+                                     options: StorageOptions, spares: Int,
+                                     skipStored: (counter: SharedCounter, checksums: [[UInt8]])?) async throws {
         await withTaskGroup(of: Void.self) { group in
             for column in links.alive {
                 guard let connection = links.connection(column) else { continue }
                 let key = manifest.columns[column].key(block: block)
                 let shard = shards[column]
                 group.addTask {
-                    do { try await connection.set(key, shard) } catch { links.markDead(column, reason: "\(error)") }
+                    do {
+                        if let skipStored,
+                           case .answer(let proof) = try await connection.proof(key, nonce: [], offset: 0, length: shard.readableBytes),
+                           SodiumCrypto.equal(proof, skipStored.checksums[column]) {
+                            skipStored.counter.add()
+                            return
+                        }
+                        try await connection.set(key, shard)
+                    } catch { links.markDead(column, reason: "\(error)") }
                 }
             }
         }

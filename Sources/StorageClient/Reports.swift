@@ -35,6 +35,9 @@ public struct PutReport: Codable, Sendable {
     public var shardsWritten: Int
     public var warnings: [String]
     public var localCopy: String?
+    /// Resume only: shards already on their nodes (checked by PROOF against their checksum) and
+    /// not sent again.
+    public var shardsAlreadyStored: Int = 0
 }
 
 public struct GetReport: Codable, Sendable {

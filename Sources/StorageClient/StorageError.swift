@@ -35,6 +35,8 @@ public enum StorageError: Error, CustomStringConvertible, Sendable, Equatable {
     case outputExists(path: String)
     /// repair needs replacement namespaces it was not given.
     case needsSpares(fileID: String, columns: [String], given: Int, spareFailures: [String])
+    /// A put (with keepPartial) or a resume stopped part way; what was written is kept.
+    case putStopped(fileID: String, reason: String)
 
     public var description: String {
         switch self {
@@ -75,6 +77,9 @@ public enum StorageError: Error, CustomStringConvertible, Sendable, Equatable {
             return "file \(fileID): \(columns.count) shard namespace(s) cannot be repaired in place (\(columns.joined(separator: "; "))); "
                 + "\(given) replacement(s) given" + (spareFailures.isEmpty ? "" : ", unusable: " + spareFailures.joined(separator: "; "))
                 + ". Pass a usable --spare namespace on another node for each"
+        case .putStopped(let fileID, let reason):
+            return "storing file \(fileID) stopped: \(reason). What was written is kept: finish it with "
+                + "`grid-twin shard put FILE --resume \(fileID)` (the same file), or remove it with `grid-twin shard rm \(fileID)`"
         }
     }
 }

@@ -25,6 +25,9 @@ public struct StorageOptions: Sendable {
     /// The fewest shard columns put may succeed with; nil means all k+m. Never less than k.
     public var minimumShards: Int?
     public var connection: ConnectionSettings
+    /// When put fails part way, keep what was written (and the local record, marked incomplete)
+    /// so `resume` can finish it, instead of removing it.
+    public var keepPartial = false
 
     public init(k: Int = 2, m: Int = 1, blockSize: Int = 4 << 20, zstdLevel: Int? = 3, parallelBlocks: Int = 4,
                 onNodeFailure: NodeFailurePolicy = .fail, minimumShards: Int? = nil, connection: ConnectionSettings = ConnectionSettings()) {

@@ -279,6 +279,53 @@ import Testing
         }
     }
 
+    /// A put that stops part way with keepPartial keeps its shards and record; resume finishes
+    /// it under the same id, sending only what the nodes lack, and refuses a different file.
+    @Test func aStoppedPutIsResumedWithoutSendingItsShardsAgain() async throws {
+        try await withCluster(3) { cluster in
+            let ws = try Workspace()
+            let data = randomBytes(40 * Self.block, seed: 31)
+            let path = try ws.write(data)
+            var options = StorageOptions(k: 2, m: 1, blockSize: Self.block, parallelBlocks: 1)
+            options.keepPartial = true
+            let broken = Once()
+            let node3 = cluster.nodes[2].server
+            let error = await storageError {
+                _ = try await ws.client.put(path: path, placement: cluster.endpoints, options: options) { progress in
+                    if progress.bytesDone < progress.bytesTotal { broken.run { try? node3.deleteNamespace(TestCluster.namespace) } }
+                }
+            }
+            guard case .putStopped(let fileID, let reason)? = error else {
+                Issue.record("expected putStopped, got \(String(describing: error))")
+                return
+            }
+            #expect(reason.contains("node-3") && !reason.contains("nothing was kept"), "\(reason)")
+            #expect(error.map { "\($0)" }?.contains("--resume \(fileID)") == true)
+            #expect(try ws.store.load(fileID)?.complete == false)
+
+            // Node-3's namespace is back, empty. A different file is refused.
+            try node3.createNamespace(TestCluster.namespace, settings: NamespaceSettings(password: cluster.endpoints[2].password, isPublic: false))
+            let other = try ws.write(randomBytes(100, seed: 1), name: "other.bin")
+            let mismatch = await storageError { _ = try await ws.client.resume(fileID: fileID, path: other, options: StorageOptions()) }
+            guard case .invalidInput? = mismatch else { Issue.record("expected invalidInput, got \(String(describing: mismatch))"); return }
+
+            let resumed = try await ws.client.resume(fileID: fileID, path: path, options: StorageOptions())
+            #expect(resumed.fileID == fileID && resumed.shardsWritten == 3 && resumed.blocks == 40)
+            // Blocks 0 and 1 reached node-1 and node-2 before the stop (node-3's copies went with its namespace).
+            #expect(resumed.shardsAlreadyStored >= 4 && resumed.shardsAlreadyStored < 80, "\(resumed.shardsAlreadyStored)")
+            #expect(try ws.store.load(fileID)?.complete == true)
+            #expect(try await ws.client.check(fileID: fileID, deep: true).healthy)
+            _ = try await ws.client.get(fileID: fileID, to: ws.dir.path + "/out")
+            #expect(try ws.read(ws.dir.path + "/out") == data)
+
+            let again = await storageError { _ = try await ws.client.resume(fileID: fileID, path: path, options: StorageOptions()) }
+            guard case .invalidInput(_, let why)? = again, why.contains("already stored") else {
+                Issue.record("expected invalidInput (already stored), got \(String(describing: again))")
+                return
+            }
+        }
+    }
+
     /// A node that stops in the middle of an upload: its column is rebuilt onto a spare.
     @Test func nodeFailingDuringPutMovesToASpare() async throws {
         try await withCluster(4) { cluster in

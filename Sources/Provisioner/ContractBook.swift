@@ -116,6 +116,16 @@ public final class ContractBook: ContractSink, Sendable {
         }
     }
 
+    /// Id and first-seen block of every contract not deleted, without the deployment data (for
+    /// status, which asks on every call).
+    public func activeContractsSeen() async throws -> [(contractID: UInt64, seenAtBlock: UInt64)] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT id, seen_block FROM desired_contracts WHERE state != 1 ORDER BY seen_block, id").map { row in
+                (UInt64(row["id"] as Int64), UInt64(row["seen_block"] as Int64))
+            }
+        }
+    }
+
     /// What the chain last said about one contract, as the watcher recorded it.
     public enum Status: Equatable, Sendable {
         case active(Contract)

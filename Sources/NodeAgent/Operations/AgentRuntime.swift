@@ -307,7 +307,7 @@ actor AgentRuntime {
         if let provisioner, let waiting = try? await provisioner.contractsAwaitingDeployment() {
             var awaiting = StatusReport.AwaitingDeployment(contracts: waiting.count)
             if let oldest = waiting.first {
-                awaiting.oldestContractID = oldest.contract.id
+                awaiting.oldestContractID = oldest.contractID
                 if let head = chainStatus.processedBlock ?? chainStatus.finalizedBlock {
                     let blocks = head > oldest.seenAtBlock ? head - oldest.seenAtBlock : 0
                     awaiting.oldestWaitingBlocks = blocks

@@ -446,17 +446,13 @@ public actor Provisioner {
 
     /// Contracts for this node that have waited longer than `blocks` without a deployment.
     public func contractsWithoutDeployment(olderThanBlocks blocks: UInt64, currentBlock: UInt64) async throws -> [UInt64] {
-        try await contractsAwaitingDeployment().filter { currentBlock > $0.seenAtBlock + blocks }.map(\.contract.id)
+        try await contractsAwaitingDeployment().filter { currentBlock > $0.seenAtBlock + blocks }.map(\.contractID)
     }
 
     /// Active contracts for this node whose twin has not sent the deployment yet, oldest first.
-    public func contractsAwaitingDeployment() async throws -> [ContractBook.Entry] {
-        let deployed = Set(try await store.deployments().map(\.deployment.contractID))
-        return try await book.entries().filter { entry in
-            guard !deployed.contains(entry.contract.id) else { return false }
-            if case .deleted = entry.contract.state { return false }
-            return true
-        }.sorted { ($0.seenAtBlock, $0.contract.id) < ($1.seenAtBlock, $1.contract.id) }
+    public func contractsAwaitingDeployment() async throws -> [(contractID: UInt64, seenAtBlock: UInt64)] {
+        let deployed = try await store.deploymentFlags()
+        return try await book.activeContractsSeen().filter { deployed[$0.contractID] == nil }
     }
 }
 

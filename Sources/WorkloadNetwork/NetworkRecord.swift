@@ -56,16 +56,9 @@ struct NetworkRecord: Codable, Equatable, Sendable {
     }
 
     func save(directory: String) throws(NetworkError) {
-        let path = "\(directory)/\(contractID).json"
-        let temporary = path + ".tmp"
         let data: Data
         do { data = try JSONEncoder().encode(self) } catch { throw .invalid(what: "network record \(contractID)", reason: "\(error)") }
-        guard FileManager.default.createFile(atPath: temporary, contents: data, attributes: [.posixPermissions: 0o600]) else {
-            throw .io(operation: "write", path: temporary, errno: errno)
-        }
-        let fd = open(temporary, O_RDONLY)
-        if fd >= 0 { fsync(fd); close(fd) }
-        guard rename(temporary, path) == 0 else { throw .io(operation: "rename", path: temporary, errno: errno) }
+        try StateFile.write(data, to: "\(directory)/\(contractID).json")
     }
 
     static func remove(contractID: UInt64, directory: String) {

@@ -33,27 +33,14 @@ struct RetiredTraffic: Codable, Equatable, Sendable {
         }
     }
 
-    /// Atomically: a temporary file, fsync, rename, fsync of the directory.
     func save(directory: String) throws(NetworkError) {
         let path = Self.path(directory: directory)
         if entries.isEmpty {
             guard unlink(path) == 0 || errno == ENOENT else { throw .io(operation: "remove", path: path, errno: errno) }
             return
         }
-        let temporary = path + ".tmp"
         let data: Data
         do { data = try JSONEncoder().encode(self) } catch { throw .invalid(what: "retired counters", reason: "\(error)") }
-        guard FileManager.default.createFile(atPath: temporary, contents: data, attributes: [.posixPermissions: 0o600]) else {
-            throw .io(operation: "write", path: temporary, errno: errno)
-        }
-        let fd = open(temporary, O_RDONLY)
-        guard fd >= 0 else { throw .io(operation: "open", path: temporary, errno: errno) }
-        let synced = fsync(fd) == 0
-        let syncErrno = errno
-        close(fd)
-        guard synced else { throw .io(operation: "fsync", path: temporary, errno: syncErrno) }
-        guard rename(temporary, path) == 0 else { throw .io(operation: "rename", path: temporary, errno: errno) }
-        let directoryFD = open(directory, O_RDONLY | O_DIRECTORY)
-        if directoryFD >= 0 { fsync(directoryFD); close(directoryFD) }
+        try StateFile.write(data, to: path)
     }
 }

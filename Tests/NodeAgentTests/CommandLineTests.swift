@@ -105,10 +105,7 @@ import Testing
         #expect(try Self.run(["init", "--config", ws.config, "--state-dir", ws.state, "--ledger", ws.dir + "/ledger.sqlite"]).status == 0)
         // The shard server starts with the agent: on a free loopback port, not the default 9900
         // another process on a shared machine may hold (a bind failure stops the agent).
-        let text = try String(contentsOfFile: ws.config, encoding: .utf8)
-            .replacingOccurrences(of: "listen = \"0.0.0.0:9900\"", with: "listen = \"127.0.0.1:\(try ShardServerDaemonTests.freePort())\"")
-        try text.write(toFile: ws.config, atomically: true, encoding: .utf8)
-        try FarmerOperationsTests.isolateOperations(config: ws.config, dir: ws.dir)
+        try TestAgent.configure(ws.config, dir: ws.dir, [.shardServerPort(try ShardServerDaemonTests.freePort())])
         // The agent logs to a file, so the test can watch it without blocking on a pipe.
         let logPath = ws.dir + "/agent.log"
         FileManager.default.createFile(atPath: logPath, contents: nil)

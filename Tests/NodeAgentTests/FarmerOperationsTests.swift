@@ -33,7 +33,7 @@ import FoundationNetworking
             config = dir + "/etc/config.toml"
             state = dir + "/state"
             ledgerPath = dir + "/ledger.sqlite"
-            socket = dir + "/run/admin.sock"  // where isolateOperations puts it
+            socket = dir + "/run/admin.sock"  // where TestAgent.configure puts it
             notifyPath = dir + "/notify.sock"
             apiPort = try ShardServerDaemonTests.freePort()
             metricsPort = try ShardServerDaemonTests.freePort()
@@ -181,30 +181,6 @@ import FoundationNetworking
             let byID = Dictionary(deployments.map { ($0.contractID, $0) }, uniquingKeysWith: { a, _ in a })
             return ids.allSatisfy { id in byID[id]?.workloads.allSatisfy { $0.result?.state == .ok } == true }
         }
-    }
-
-    /// Points a test agent's admin socket into its own directory and its metrics at a free port, so
-    /// agents of parallel suites never share /run/node-agent/admin.sock or 127.0.0.1:9101.
-    static func isolateOperations(config: String, dir: String, metricsPort: Int? = nil) throws {
-        var text = try String(contentsOfFile: config, encoding: .utf8)
-        text = text.replacingOccurrences(of: "socket = \"/run/node-agent/admin.sock\"", with: "socket = \"\(dir)/run/admin.sock\"")
-        text = text.replacingOccurrences(of: "metrics_listen = \"127.0.0.1:9101\"",
-                                         with: "metrics_listen = \"127.0.0.1:\(try metricsPort ?? ShardServerDaemonTests.freePort())\"")
-        try text.write(toFile: config, atomically: true, encoding: .utf8)
-        try isolateNetwork(config: config)
-    }
-
-    /// Container networking on, under names no other agent of the test run uses: each agent sweeps
-    /// interfaces, /run/netns entries and nft tables with its prefix that it has no record of, so
-    /// agents sharing a prefix (even in different network namespaces: /run/netns is one directory)
-    /// would remove each other's networks.
-    static func isolateNetwork(config: String) throws {
-        let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789")
-        let prefix = "t" + String((0..<3).map { _ in alphabet.randomElement() ?? "x" })
-        var text = try String(contentsOfFile: config, encoding: .utf8)
-        text = text.replacingOccurrences(of: "prefix = \"na\"", with: "prefix = \"\(prefix)\"")
-        text = text.replacingOccurrences(of: "table = \"node_agent\"", with: "table = \"node_agent_\(prefix)\"")
-        try text.write(toFile: config, atomically: true, encoding: .utf8)
     }
 
     static func status(_ node: AgentNode) throws -> (Int32, StatusReport?) {

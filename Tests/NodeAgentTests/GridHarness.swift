@@ -104,13 +104,8 @@ final class GridHarness: @unchecked Sendable {
                 try FileManager.default.createDirectory(atPath: node.dir, withIntermediateDirectories: true)
                 let initResult = try CommandLineTests.run(["init", "--config", node.config, "--state-dir", node.state, "--ledger", ledger, "--farm-id", "1"])
                 guard initResult.status == 0 else { throw HarnessError(description: "init \(name): \(initResult.stderr)") }
-                var text = try String(contentsOfFile: node.config, encoding: .utf8)
-                text = text.replacingOccurrences(of: "block_time_ms = 6000", with: "block_time_ms = \(blockMilliseconds)")
-                text = text.replacingOccurrences(of: "billing_period_blocks = 600", with: "billing_period_blocks = \(billingPeriodBlocks)")
-                text = text.replacingOccurrences(of: "grace_period_blocks = 201600", with: "grace_period_blocks = \(gracePeriodBlocks)")
-                text = text.replacingOccurrences(of: "api_listen = \"127.0.0.1:2021\"", with: "api_listen = \"0.0.0.0:2021\"")
-                try text.write(toFile: node.config, atomically: true, encoding: .utf8)
-                try FarmerOperationsTests.isolateOperations(config: node.config, dir: node.dir)
+                try TestAgent.configure(node.config, dir: node.dir, [.blockMilliseconds(blockMilliseconds), .billingPeriodBlocks(billingPeriodBlocks),
+                                                                     .gracePeriodBlocks(gracePeriodBlocks), .apiListen("0.0.0.0:2021")])
                 nodes.append(node)
             }
         } catch {

@@ -42,13 +42,9 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: dir) }
 
         #expect(try CLI.run(["init", "--config", config, "--state-dir", state, "--ledger", ledger, "--farm-id", "1"]).status == 0)
-        var text = try String(contentsOfFile: config, encoding: .utf8)
-        text = text.replacingOccurrences(of: "block_time_ms = 6000", with: "block_time_ms = 100")
-        // Not this test's subject, and its default port (9900) may be taken on a shared machine.
-        text = text.replacingOccurrences(of: "\nenabled = true\n", with: "\nenabled = false\n")
-        text = text.replacingOccurrences(of: "api_listen = \"127.0.0.1:2021\"", with: "api_listen = \"127.0.0.1:\(try ShardServerDaemonTests.freePort())\"")
-        try text.write(toFile: config, atomically: true, encoding: .utf8)
-        try FarmerOperationsTests.isolateOperations(config: config, dir: dir)
+        // The shard server is not this test's subject, and its default port (9900) may be taken on a shared machine.
+        try TestAgent.configure(config, dir: dir, [.blockMilliseconds(100), .shardServerAndNetworkOff,
+                                                   .apiListen("127.0.0.1:\(try ShardServerDaemonTests.freePort())")])
         let (agent, _, agentErr) = try CLI.start(["run", "--config", config])
         defer { if agent.isRunning { kill(agent.processIdentifier, SIGKILL) } }
 

@@ -78,15 +78,10 @@ import Testing
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         #expect(try CLI.run(["init", "--config", config, "--state-dir", state, "--ledger", ledgerPath, "--farm-id", "1"]).status == 0)
-        var text = try String(contentsOfFile: config, encoding: .utf8)
-        text = text.replacingOccurrences(of: "block_time_ms = 6000", with: "block_time_ms = 50")
-        text = text.replacingOccurrences(of: "produce_blocks = true", with: "produce_blocks = false")
-        text = text.replacingOccurrences(of: "\nenabled = true\n", with: "\nenabled = false\n")
-        text = text.replacingOccurrences(of: "api_listen = \"127.0.0.1:2021\"", with: "api_listen = \"127.0.0.1:\(try ShardServerDaemonTests.freePort())\"")
-        try text.write(toFile: config, atomically: true, encoding: .utf8)
-        // Its own admin socket, metrics port and network names (networking is off, and an agent
-        // with networking off removes whatever carries its names).
-        try FarmerOperationsTests.isolateOperations(config: config, dir: dir)
+        // Its own ports, admin socket and network names (networking is off, and an agent with
+        // networking off removes whatever carries its names).
+        try TestAgent.configure(config, dir: dir, [.blockMilliseconds(50), .noBlockProduction, .shardServerAndNetworkOff,
+                                                   .apiListen("127.0.0.1:\(try ShardServerDaemonTests.freePort())")])
         let identity = try NodeIdentity.load(from: state + "/" + NodeIdentity.fileName)
 
         let ledger = try LocalLedger(path: ledgerPath, parameters: LedgerParameters(blockTimeMilliseconds: 50))

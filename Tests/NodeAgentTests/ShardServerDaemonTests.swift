@@ -36,11 +36,8 @@ import Glibc
         defer { try? FileManager.default.removeItem(atPath: dir) }
         #expect(try CLI.run(["init", "--config", config, "--state-dir", state, "--ledger", dir + "/ledger.sqlite"]).status == 0)
         let port = try Self.freePort()
-        var text = try String(contentsOfFile: config, encoding: .utf8)
-        #expect(text.contains("data_dirs = [\"\(state)/shards\"]"))
-        text = text.replacingOccurrences(of: "listen = \"0.0.0.0:9900\"", with: "listen = \"127.0.0.1:\(port)\"")
-        try text.write(toFile: config, atomically: true, encoding: .utf8)
-        try FarmerOperationsTests.isolateOperations(config: config, dir: dir)
+        #expect(try String(contentsOfFile: config, encoding: .utf8).contains("data_dirs = [\"\(state)/shards\"]"))
+        try TestAgent.configure(config, dir: dir, [.shardServerPort(port)])
 
         let (agent, _, agentErr) = try CLI.start(["run", "--config", config])
         let pid = agent.processIdentifier

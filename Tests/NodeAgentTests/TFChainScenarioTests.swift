@@ -59,14 +59,9 @@ import Testing
         let nodeID = try #require(registered["node_id"]?.uint64)
         let userTwin = try #require(try await control.request("test_registerTwin", [.string(String(repeating: "ab", count: 32))]).uint64)
 
-        var text = try String(contentsOfFile: config, encoding: .utf8)
-        text = text.replacingOccurrences(of: "backend = \"local\"", with: "backend = \"tfchain\"")
-        text = text.replacingOccurrences(of: "urls = [\"wss://tfchain.grid.tf/ws\"]", with: "urls = [\"\(url)\"]")
-        // Not this test's subject, and its default port (9900) may be taken on a shared machine.
-        text = text.replacingOccurrences(of: "\nenabled = true\n", with: "\nenabled = false\n")
-        text = text.replacingOccurrences(of: "api_listen = \"127.0.0.1:2021\"", with: "api_listen = \"127.0.0.1:\(try ShardServerDaemonTests.freePort())\"")
-        try text.write(toFile: config, atomically: true, encoding: .utf8)
-        try FarmerOperationsTests.isolateOperations(config: config, dir: dir)
+        // The shard server is not this test's subject, and its default port (9900) may be taken on a shared machine.
+        try TestAgent.configure(config, dir: dir, [.tfchain(url: url), .shardServerAndNetworkOff,
+                                                   .apiListen("127.0.0.1:\(try ShardServerDaemonTests.freePort())")])
         let (agent, _, agentErr) = try CLI.start(["run", "--config", config])
         defer { if agent.isRunning { kill(agent.processIdentifier, SIGKILL) } }
 

@@ -6,7 +6,7 @@ import GridTypes
 enum TestAgent {
     /// `node-agent init` (farm 1, embedded ledger at `ledger`), then 100 ms blocks, the shard server
     /// and the twin API on free loopback ports, and the admin socket, metrics port and container
-    /// network names of this agent alone (`FarmerOperationsTests.isolateOperations`).
+    /// network names of this agent alone (`configure`).
     static func initialize(dir: String, config: String, state: String, ledger: String, apiPort: Int,
                            metricsPort: Int? = nil) throws {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -14,12 +14,68 @@ enum TestAgent {
         guard result.status == 0 else {
             throw NSError(domain: "TestAgent", code: 1, userInfo: [NSLocalizedDescriptionKey: "node-agent init failed: \(result.stderr)"])
         }
+        try configure(config, dir: dir, [.blockMilliseconds(100), .shardServerPort(try ShardServerDaemonTests.freePort()), .apiListen("127.0.0.1:\(apiPort)")],
+                      metricsPort: metricsPort)
+    }
+
+    /// A change to the config `node-agent init` writes, as the replacement of one of its lines.
+    enum ConfigEdit {
+        case blockMilliseconds(Int)
+        case billingPeriodBlocks(Int)
+        case gracePeriodBlocks(Int)
+        /// This agent does not produce the ledger's blocks (the test does).
+        case noBlockProduction
+        case shardServerPort(Int)
+        case apiListen(String)
+        /// Shard server and container networking off: not the test's subject.
+        case shardServerAndNetworkOff
+        case tfchain(url: String)
+        /// Agents of parallel suites must never share /run/node-agent/admin.sock or 127.0.0.1:9101.
+        case adminSocket(String)
+        case metricsPort(Int)
+        /// Container networking under names no other agent of the test run uses: each agent sweeps
+        /// interfaces, /run/netns entries and nft tables with its prefix that it has no record of,
+        /// so agents sharing a prefix (even in different network namespaces: /run/netns is one
+        /// directory) would remove each other's networks.
+        case networkNames(prefix: String)
+
+        var replacements: [(String, String)] {
+            switch self {
+            case .blockMilliseconds(let ms): return [("block_time_ms = 6000", "block_time_ms = \(ms)")]
+            case .billingPeriodBlocks(let n): return [("billing_period_blocks = 600", "billing_period_blocks = \(n)")]
+            case .gracePeriodBlocks(let n): return [("grace_period_blocks = 201600", "grace_period_blocks = \(n)")]
+            case .noBlockProduction: return [("produce_blocks = true", "produce_blocks = false")]
+            case .shardServerPort(let port): return [("listen = \"0.0.0.0:9900\"", "listen = \"127.0.0.1:\(port)\"")]
+            case .apiListen(let address): return [("api_listen = \"127.0.0.1:2021\"", "api_listen = \"\(address)\"")]
+            case .shardServerAndNetworkOff: return [("\nenabled = true\n", "\nenabled = false\n")]
+            case .tfchain(let url):
+                return [("backend = \"local\"", "backend = \"tfchain\""), ("urls = [\"wss://tfchain.grid.tf/ws\"]", "urls = [\"\(url)\"]")]
+            case .adminSocket(let path): return [("socket = \"/run/node-agent/admin.sock\"", "socket = \"\(path)\"")]
+            case .metricsPort(let port): return [("metrics_listen = \"127.0.0.1:9101\"", "metrics_listen = \"127.0.0.1:\(port)\"")]
+            case .networkNames(let prefix):
+                return [("prefix = \"na\"", "prefix = \"\(prefix)\""), ("table = \"node_agent\"", "table = \"node_agent_\(prefix)\"")]
+            }
+        }
+    }
+
+    /// Applies `edits` to the config at `config` (each must find its line: a config whose format
+    /// changed fails here, not as a test agent quietly on default ports), then gives the agent its
+    /// own admin socket, metrics port and network names.
+    static func configure(_ config: String, dir: String, _ edits: [ConfigEdit], metricsPort: Int? = nil) throws {
+        let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789")
+        let prefix = "t" + String((0..<3).map { _ in alphabet.randomElement() ?? "x" })
+        let isolation: [ConfigEdit] = [.adminSocket(dir + "/run/admin.sock"), .metricsPort(try metricsPort ?? ShardServerDaemonTests.freePort()),
+                                       .networkNames(prefix: prefix)]
         var text = try String(contentsOfFile: config, encoding: .utf8)
-        text = text.replacingOccurrences(of: "block_time_ms = 6000", with: "block_time_ms = 100")
-        text = text.replacingOccurrences(of: "listen = \"0.0.0.0:9900\"", with: "listen = \"127.0.0.1:\(try ShardServerDaemonTests.freePort())\"")
-        text = text.replacingOccurrences(of: "api_listen = \"127.0.0.1:2021\"", with: "api_listen = \"127.0.0.1:\(apiPort)\"")
+        for edit in edits + isolation {
+            for (line, replacement) in edit.replacements {
+                guard text.contains(line) else {
+                    throw NSError(domain: "TestAgent", code: 2, userInfo: [NSLocalizedDescriptionKey: "\(config) has no '\(line)' to change"])
+                }
+                text = text.replacingOccurrences(of: line, with: replacement)
+            }
+        }
         try text.write(toFile: config, atomically: true, encoding: .utf8)
-        try FarmerOperationsTests.isolateOperations(config: config, dir: dir, metricsPort: metricsPort)
     }
 
     /// Mount points whose path starts with `prefix`, from /proc/self/mountinfo.

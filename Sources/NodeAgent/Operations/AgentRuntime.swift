@@ -294,6 +294,18 @@ actor AgentRuntime {
                 work.deployments[Self.deploymentState(removing: removing, workloads: byContract[contract] ?? []), default: 0] += 1
             }
             for row in rows { work.workloads[row.desired ? row.state : "removing", default: 0] += 1 }
+            if let waiting = try? await provisioner.contractsAwaitingDeployment(deployed: Set(flags.keys)) {
+                var awaiting = StatusReport.AwaitingDeployment(contracts: waiting.count)
+                if let oldest = waiting.first {
+                    awaiting.oldestContractID = oldest.contractID
+                    if let head = chainStatus.processedBlock ?? chainStatus.finalizedBlock {
+                        let blocks = head > oldest.seenAtBlock ? head - oldest.seenAtBlock : 0
+                        awaiting.oldestWaitingBlocks = blocks
+                        awaiting.oldestWaitingSeconds = Int64(clamping: blocks) * Int64(config.chain.blockTimeMilliseconds) / 1000
+                    }
+                }
+                work.awaitingDeployment = awaiting
+            }
             let failing = rows.filter { $0.desired && $0.state == WorkloadResult.State.error.rawValue }
             if !failing.isEmpty {
                 let history = (try? await provisioner.store.recentHistory(limit: 500)) ?? []
@@ -303,18 +315,6 @@ actor AgentRuntime {
                                                    message: row.message))
                 }
             }
-        }
-        if let provisioner, let waiting = try? await provisioner.contractsAwaitingDeployment() {
-            var awaiting = StatusReport.AwaitingDeployment(contracts: waiting.count)
-            if let oldest = waiting.first {
-                awaiting.oldestContractID = oldest.contractID
-                if let head = chainStatus.processedBlock ?? chainStatus.finalizedBlock {
-                    let blocks = head > oldest.seenAtBlock ? head - oldest.seenAtBlock : 0
-                    awaiting.oldestWaitingBlocks = blocks
-                    awaiting.oldestWaitingSeconds = Int64(clamping: blocks) * Int64(config.chain.blockTimeMilliseconds) / 1000
-                }
-            }
-            work.awaitingDeployment = awaiting
         }
         let dayAgo = Int64(now.timeIntervalSince1970) - 86_400
         for event in await journal.events(limit: 200) where event.level == "error" && event.time >= dayAgo {

@@ -450,9 +450,11 @@ public actor Provisioner {
     }
 
     /// Active contracts for this node whose twin has not sent the deployment yet, oldest first.
-    public func contractsAwaitingDeployment() async throws -> [(contractID: UInt64, seenAtBlock: UInt64)] {
-        let deployed = try await store.deploymentFlags()
-        return try await book.activeContractsSeen().filter { deployed[$0.contractID] == nil }
+    /// `deployed`: the contracts with a deployment, when the caller has read them already.
+    public func contractsAwaitingDeployment(deployed: Set<UInt64>? = nil) async throws -> [(contractID: UInt64, seenAtBlock: UInt64)] {
+        let deployedIDs: Set<UInt64>
+        if let deployed { deployedIDs = deployed } else { deployedIDs = Set(try await store.deploymentFlags().keys) }
+        return try await book.activeContractsSeen().filter { !deployedIDs.contains($0.contractID) }
     }
 }
 

@@ -31,7 +31,7 @@ struct ShardCommand: AsyncParsableCommand {
         @Option(name: .long, help: "Name to record (default: the file's name).") var name: String?
         @Flag(name: .long, help: "If the put fails part way, keep what was written so --resume can finish it (default: remove it).")
         var keepPartial = false
-        @Option(name: .long, help: ArgumentHelp("Finish an unfinished put of FILE (`shard ls` shows it incomplete): the same file id and nodes; only the shards the nodes lack are sent. --placement/--ns give spares.", valueName: "file-id"))
+        @Option(name: .long, help: ArgumentHelp("Finish an unfinished put of FILE (`shard ls` shows it incomplete; FILE unchanged): the same file id, nodes, k, m and block size; only the shards the nodes lack are sent. With --on-node-failure spare, --placement/--ns give spares.", valueName: "file-id"))
         var resume: String?
 
         func run() async throws {

@@ -135,7 +135,7 @@ extension StorageClient {
                             // checking its CRC: the hash of all of it with no nonce (that is the
                             // shard's checksum: any changed byte shows), and the secret challenge
                             // (a nonce and range only this twin knows: the node must hold the data).
-                            switch try await connection.proof(key, nonce: [], offset: 0, length: length) {
+                            switch try await connection.proof(key, nonce: [], range: nil) {
                             case .answer(let bytes):
                                 guard SodiumCrypto.equal(bytes, entry.checksums[column]) else { return (b, .corrupt) }
                             case .missing: return (b, .missing)
@@ -143,7 +143,7 @@ extension StorageClient {
                             case .unsupported: return (b, nil)
                             }
                             let challenge = codec.challenge(block: b, shard: column, shardLength: length)
-                            switch try await connection.proof(key, nonce: challenge.nonce, offset: challenge.offset, length: challenge.length) {
+                            switch try await connection.proof(key, nonce: challenge.nonce, range: (challenge.offset, challenge.length)) {
                             case .answer(let bytes):
                                 return (b, SodiumCrypto.equal(Array(bytes.prefix(BlockTable.proofLength)), entry.proofs[column]) ? .good : .corrupt)
                             case .missing: return (b, .missing)

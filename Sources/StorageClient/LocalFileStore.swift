@@ -18,6 +18,10 @@ public struct LocalFileRecord: Codable, Sendable, Equatable {
     public var keyFingerprint: String
     /// The `MetadataEnvelope`, base64.
     public var envelope: String
+    /// An unfinished put: what its resume must find unchanged (the source file's identity and the
+    /// zstd library), since a block coded again is encrypted under the same key and nonce and
+    /// must therefore be the very same bytes.
+    public var resumeFingerprint: String? = nil
 }
 
 /// `<directory>/<file id>.json`, mode 0600 in a 0700 directory, each written whole or not at all.

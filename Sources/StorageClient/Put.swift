@@ -31,6 +31,12 @@ final class SourceFile {
 
     deinit { close(fd) }
 
+    /// Device, inode, size, mtime and ctime (ns), and the zstd version: a resume needs all of
+    /// them unchanged.
+    var resumeFingerprint: String {
+        "file " + identity.map(String.init).joined(separator: ":") + "; zstd \(ZstdCompressor.libraryVersion)"
+    }
+
     private static func identity(_ info: stat) -> [Int64] {
         [Int64(bitPattern: UInt64(info.st_dev)), Int64(bitPattern: UInt64(info.st_ino)), Int64(info.st_size),
          Int64(info.st_mtim.tv_sec), Int64(info.st_mtim.tv_nsec), Int64(info.st_ctim.tv_sec), Int64(info.st_ctim.tv_nsec)]
@@ -121,6 +127,13 @@ extension StorageClient {
             throw StorageError.invalidInput(what: path, reason: "it is \(source.size) bytes, the put being resumed was of \(started.size): "
                                             + "not the same file. Store it anew, and `grid-twin shard rm \(fileID)` the unfinished one")
         }
+        // Blocks coded again are encrypted under the same key and nonces as before: they must be
+        // the same bytes, or a node holding both versions learns their XOR.
+        guard let recorded = record.resumeFingerprint, recorded == source.resumeFingerprint else {
+            throw StorageError.invalidInput(what: path, reason: "it (or the zstd library) is not as it was when put \(fileID) started "
+                                            + "(\(record.resumeFingerprint ?? "not recorded") now \(source.resumeFingerprint)); a resume would "
+                                            + "encrypt other bytes under the same nonces. Store it anew, and `grid-twin shard rm \(fileID)` the unfinished one")
+        }
         var settings = options
         settings.k = started.k
         settings.m = started.m
@@ -199,7 +212,7 @@ extension StorageClient {
             blocks: "")
         // The local record goes first (marked incomplete): if this process dies part way, the
         // record says which namespaces may hold partial shards.
-        _ = try saveLocal(manifest, complete: false)
+        _ = try saveLocal(manifest, complete: false, resumeFingerprint: source.resumeFingerprint)
 
         let alreadyStored = SharedCounter()
         do {
@@ -265,10 +278,13 @@ extension StorageClient {
                              columns: columns, shardsWritten: written, warnings: warnings, localCopy: localPath,
                              shardsAlreadyStored: alreadyStored.count)
         } catch {
-            if options.keepPartial || upload.resuming {
-                // Kept for a resume: the local record (incomplete) names where the shards are.
+            // Kept for a resume, unless the file changed (a resume of it would be refused).
+            let changed: Bool
+            if case StorageError.sourceChanged = error { changed = true } else { changed = false }
+            if (options.keepPartial || upload.resuming) && !changed {
+                // The local record (incomplete) names where the shards are.
                 links.closeAll()
-                _ = try? saveLocal(manifest, complete: false)
+                _ = try? saveLocal(manifest, complete: false, resumeFingerprint: source.resumeFingerprint)
                 throw StorageError.putStopped(fileID: fileID, reason: Self.stopReason(error))
             }
             // Nothing half-stored is kept: remove what was written (best effort) and the local record.
@@ -357,7 +373,7 @@ extension StorageClient {
                 group.addTask {
                     do {
                         if let skipStored,
-                           case .answer(let proof) = try await connection.proof(key, nonce: [], offset: 0, length: shard.readableBytes),
+                           case .answer(let proof) = try await connection.proof(key, nonce: [], range: nil),
                            SodiumCrypto.equal(proof, skipStored.checksums[column]) {
                             skipStored.counter.add()
                             return

@@ -171,9 +171,12 @@ final class ShardConnection: Sendable {
 
     /// PROOF key nonce offset length: BLAKE2b-256(nonce || value[offset..<offset+length]) from the
     /// node, after it checked the whole value against its CRC.
-    func proof(_ key: String, nonce: [UInt8], offset: Int, length: Int) async throws -> ProofAnswer {
-        let reply = try await send([.text("PROOF"), .text(key), .bytes(nonce), .text(String(offset)), .text(String(length))],
-                                   operation: "PROOF \(key)")
+    /// PROOF over `range` (offset, length) of the value, or over all of it when nil: a value
+    /// longer than expected but with the expected beginning must not pass as the shard.
+    func proof(_ key: String, nonce: [UInt8], range: (offset: Int, length: Int)?) async throws -> ProofAnswer {
+        var command: [RESPArgument] = [.text("PROOF"), .text(key), .bytes(nonce)]
+        if let range { command += [.text(String(range.offset)), .text(String(range.length))] }
+        let reply = try await send(command, operation: "PROOF \(key)")
         switch reply {
         case .bulk(let buffer?): return .answer(Array(buffer.readableBytesView))
         case .bulk(nil): return .missing

@@ -54,7 +54,7 @@ public struct StorageClient: Sendable {
         var (manifest, fromLocalCopy) = try await loadManifest(fileID: fileID, endpoints: endpoints)
         var links = ColumnLinks()
         await links.connect(Dictionary(uniqueKeysWithValues: manifest.columns.map { ($0.index, $0.endpoint) }), settings: connection)
-        guard fromLocalCopy, let newer = await newestOnColumns(fileID: fileID, links: links), newer.revision > manifest.revision else {
+        guard fromLocalCopy, let newer = await newerOnColumns(than: manifest.revision, fileID: fileID, links: links) else {
             return (manifest, links)
         }
         links.closeAll()
@@ -65,17 +65,31 @@ public struct StorageClient: Sendable {
         return (manifest, links)
     }
 
-    /// The newest revision of the metadata the connected columns hold (those that answer).
-    func newestOnColumns(fileID: String, links: ColumnLinks) async -> FileManifest? {
-        await withTaskGroup(of: FileManifest?.self) { group in
+    /// A revision of the metadata newer than `revision` that a connected column holds, if any.
+    /// Each column's first part is read for the revision in its header; only a column claiming a
+    /// newer one is read in full (and the claim holds only if the whole envelope opens).
+    func newerOnColumns(than revision: Int, fileID: String, links: ColumnLinks) async -> FileManifest? {
+        let claims = await withTaskGroup(of: (Int, Int)?.self) { group in
             for column in links.alive {
                 guard let connection = links.connection(column) else { continue }
-                group.addTask { try? await fetchManifest(fileID: fileID, from: connection) }
+                group.addTask {
+                    guard case .value(let buffer)? = try? await connection.get(MetadataEnvelope.key(fileID: fileID, part: 0)),
+                          let part = try? MetadataEnvelope.parsePart(Array(buffer.readableBytesView), fileID: fileID),
+                          let header = try? MetadataEnvelope.parseHeader(Array(part.bytes.prefix(MetadataEnvelope.headerLength + 64)), fileID: fileID),
+                          header.revision > revision else { return nil }
+                    return (column, header.revision)
+                }
             }
-            var newest: FileManifest?
-            for await case let found? in group where found.revision > newest?.revision ?? 0 { newest = found }
-            return newest
+            var out: [(column: Int, revision: Int)] = []
+            for await case let claim? in group { out.append(claim) }
+            return out.sorted { $0.revision > $1.revision }
         }
+        for claim in claims {
+            guard let connection = links.connection(claim.column),
+                  let manifest = try? await fetchManifest(fileID: fileID, from: connection), manifest.revision > revision else { continue }
+            return manifest
+        }
+        return nil
     }
 
     func loadManifest(fileID: String, endpoints: [ShardEndpoint]) async throws -> (manifest: FileManifest, fromLocalCopy: Bool) {
@@ -187,13 +201,13 @@ public struct StorageClient: Sendable {
         return failed
     }
 
-    func saveLocal(_ manifest: FileManifest, complete: Bool) throws -> String? {
+    func saveLocal(_ manifest: FileManifest, complete: Bool, resumeFingerprint: String? = nil) throws -> String? {
         guard let store = localStore else { return nil }
         let envelope = try MetadataEnvelope.seal(manifest, key: key)
         try store.save(LocalFileRecord(fileID: manifest.fileID, name: manifest.name, size: manifest.size, k: manifest.k, m: manifest.m,
                                        revision: manifest.revision, createdAt: manifest.createdAt, complete: complete,
                                        locations: manifest.columns.map { $0.endpoint.description }, keyFingerprint: key.fingerprint,
-                                       envelope: Data(envelope).base64EncodedString()))
+                                       envelope: Data(envelope).base64EncodedString(), resumeFingerprint: resumeFingerprint))
         return store.path(manifest.fileID)
     }
 

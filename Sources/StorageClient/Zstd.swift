@@ -16,6 +16,9 @@ final class ZstdCompressor: @unchecked Sendable {
 
     static func bound(_ length: Int) -> Int { ZSTD_compressBound(length) }
 
+    /// The library's version: another version may compress the same block to other bytes.
+    static var libraryVersion: UInt32 { ZSTD_versionNumber() }
+
     /// Compresses `source` into `destination`; returns the compressed length.
     func compress(_ source: UnsafeRawBufferPointer, into destination: UnsafeMutableRawBufferPointer, level: Int32) throws -> Int {
         let n = ZSTD_compressCCtx(context, destination.baseAddress, destination.count, source.baseAddress, source.count, level)

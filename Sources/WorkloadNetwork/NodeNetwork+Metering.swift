@@ -10,18 +10,21 @@ extension NodeNetwork: NetworkCounterSource {
         return bytes
     }
 
-    /// Forgets retired deployments whose final bytes the reporter has taken up: their totals are
-    /// at most what it holds now, and their networks can no longer count anything.
+    /// Retired deployments the reporter has taken up: a total it now holds is marked billed (and
+    /// left out of readings), and a billed one it no longer holds is forgotten.
     public func countersReported(_ counters: [UInt64: UInt64]) async {
-        let billed = retired.entries.filter { contract, entry in
-            records[contract] == nil && counters[contract].map { $0 >= entry.total.publicBytes } == true
+        var next = retired
+        for (contract, entry) in retired.entries where records[contract] == nil {
+            if !entry.billed, let held = counters[contract], held >= entry.total.publicBytes {
+                next.entries[contract]?.billed = true
+            } else if entry.billed, counters[contract] == nil {
+                next.entries[contract] = nil
+            }
         }
-        guard !billed.isEmpty else { return }
-        var kept = retired
-        for contract in billed.keys { kept.entries[contract] = nil }
-        // Kept when the file cannot be written: billed again as nothing new, and tried next time.
-        guard (try? kept.save(directory: configuration.stateDirectory)) != nil else { return }
-        retired = kept
+        guard next != retired else { return }
+        // Kept as they were when the file cannot be written: reported again as nothing new.
+        guard (try? next.save(directory: configuration.stateDirectory)) != nil else { return }
+        retired = next
         lastTraffic = nil
     }
 }

@@ -47,6 +47,8 @@ public actor NodeNetwork: TrafficCounterSource {
     var baseReady = false
     /// Final counters of torn-down deployments, on disk until the reporter has billed them.
     var retired: RetiredTraffic
+    /// Problems found while loading the state, for the agent's log.
+    public private(set) var startupWarnings: [String] = []
     /// The last counters read, for readers that accept a few seconds' age.
     var lastTraffic: (at: ContinuousClock.Instant, readings: [ContractTraffic])?
 
@@ -70,7 +72,15 @@ public actor NodeNetwork: TrafficCounterSource {
         self.configuration = configuration
         self.commands = NetworkCommands(hostNamespace: configuration.hostNamespace)
         var records = try NetworkRecord.load(directory: configuration.stateDirectory)
-        var retired = try RetiredTraffic.load(directory: configuration.stateDirectory)
+        var retired: RetiredTraffic
+        do { retired = try RetiredTraffic.load(directory: configuration.stateDirectory) } catch {
+            // Not a reason to leave every deployment unreconciled: kept aside for a person to read.
+            let path = RetiredTraffic.path(directory: configuration.stateDirectory)
+            let aside = path + ".bad-\(Int(Date().timeIntervalSince1970))"
+            rename(path, aside)
+            startupWarnings.append("retired network counters unreadable (\(error)); moved to \(aside), their bytes are not reported")
+            retired = RetiredTraffic()
+        }
         var retiredChanged = false
         for (contract, entry) in retired.entries {
             guard let record = records[contract], let recordID = entry.recordID else { continue }
@@ -223,10 +233,13 @@ public actor NodeNetwork: TrafficCounterSource {
         let absorbed = retired.entries[contractID]
         if let absorbed {
             // A network made again for the same contract counts on from its earlier bytes, on the
-            // record (written below, before the retired file forgets them).
+            // record (written below, before the retired file forgets them). Billed or not: the
+            // reporter may still hold the old total for this contract.
             record.countedBefore = Self.sum(record.countedBefore, absorbed.total)
             record.lastCounted = record.countedBefore
             record.absorbedRetired = absorbed.recordID
+            // A new generation: the record a failed teardown left must not match what it retired.
+            record.id = NetworkRecord.newID()
         }
         guard let subnet = IPv4Network(record.subnet) else { throw .invalid(what: "recorded subnet of \(contractID)", reason: record.subnet) }
         let gateway = subnet.address + 1
@@ -421,15 +434,21 @@ public actor NodeNetwork: TrafficCounterSource {
            (state.inet.setElements["subnets"] ?? []).contains(subnet.description) {
             s.append("delete element inet \(table) subnets { \(subnet) }")
         }
+        // The final reading on the record before the counters go with the rules: a stop right after
+        // the delete finds it there, and the next teardown retires it.
+        if let record = records[c] { try record.save(directory: configuration.stateDirectory) }
         if !s.isEmpty { try commands.nft(script: s.joined(separator: "\n") + "\n") }
-        // The rules and their counters are gone: their bytes move to `retired` once (a retry after
-        // a failure below finds nothing left to add), durably before the record goes.
+        // The bytes move to `retired` once, on disk before the record goes. Memory changes only
+        // after the file is written: a retry after a failure finds the same final reading, and a
+        // retry after a later failure finds nothing left to add.
         if let final {
-            retired.entries[c] = .init(total: Self.sum(retired.entries[c]?.total, final), recordID: records[c]?.id)
+            var next = retired
+            next.entries[c] = .init(total: Self.sum(retired.entries[c]?.total, final), recordID: records[c]?.id)
+            try next.save(directory: configuration.stateDirectory)
+            retired = next
+            records[c]?.countedBefore = nil
+            records[c]?.lastCounted = nil
         }
-        records[c]?.countedBefore = nil
-        records[c]?.lastCounted = nil
-        if retired.entries[c] != nil { try retired.save(directory: configuration.stateDirectory) }
         let bridge = bridgeName(c)
         if commands.tryIP(["link", "show", "dev", bridge]) { try commands.ip(["link", "delete", bridge]) }
         NetworkRecord.remove(contractID: c, directory: configuration.stateDirectory)
@@ -478,7 +497,7 @@ public actor NodeNetwork: TrafficCounterSource {
     public func contractTraffic() -> [ContractTraffic] { contractTraffic(maxAge: .zero) }
 
     public func contractTraffic(maxAge: Duration) -> [ContractTraffic] {
-        (try? readTraffic(maxAge: maxAge)) ?? lastTraffic?.readings ?? retired.entries.values.map(\.total).sorted { $0.contractID < $1.contractID }
+        (try? readTraffic(maxAge: maxAge)) ?? lastTraffic?.readings ?? retired.unbilled.values.sorted { $0.contractID < $1.contractID }
     }
 
     /// As `contractTraffic`, but throws when the kernel's counters cannot be read: a reading
@@ -486,7 +505,7 @@ public actor NodeNetwork: TrafficCounterSource {
     func readTraffic(maxAge: Duration) throws(NetworkError) -> [ContractTraffic] {
         let now = ContinuousClock.now
         if maxAge > .zero, let last = lastTraffic, now - last.at < maxAge { return last.readings }
-        var out = retired.entries.mapValues(\.total)
+        var out = retired.unbilled
         if !records.isEmpty {
             let state = try nftState()
             for c in records.keys {

@@ -15,6 +15,11 @@ enum StateFile {
         close(fd)
         guard synced else { throw .io(operation: "fsync", path: temporary, errno: syncErrno) }
         guard rename(temporary, path) == 0 else { throw .io(operation: "rename", path: temporary, errno: errno) }
+        syncDirectory(of: path)
+    }
+
+    /// Makes a rename or unlink in `path`'s directory durable.
+    static func syncDirectory(of path: String) {
         let directory = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY)
         if directory >= 0 { fsync(directory); close(directory) }
     }

@@ -158,6 +158,24 @@ import Testing
         #expect(seen.count > 100, "the same blocks every time: \(seen.count)")
     }
 
+    /// A shard with its right bytes and more after them is not the shard: the proof check covers
+    /// the whole value.
+    @Test func aShardWithBytesAppendedFailsTheProofCheck() async throws {
+        try await withCluster(3) { cluster in
+            let ws = try Workspace()
+            // 200 blocks: the random download sample (3 per column) almost never includes the one changed.
+            let put = try await putSmall(ws, cluster, data: randomBytes(200 * Self.block, seed: 33))
+            let manifest = try await ws.client.manifest(fileID: put.fileID)
+            let c0 = try await cluster.connection(0)
+            let key = manifest.columns[0].key(block: 0)
+            guard case .value(let original) = try await c0.get(key) else { Issue.record("shard missing"); return }
+            try await c0.set(key, ByteBuffer(bytes: Array(original.readableBytesView) + [1, 2, 3]))
+            c0.close()
+            let check = try await ws.client.check(fileID: put.fileID)
+            #expect(check.method == "proof" && check.columns[0].corrupt == 1 && !check.healthy, "\(check.columns[0])")
+        }
+    }
+
     /// Whole blocks swapped on every node (each shard in place of another block's): checksums
     /// fail everywhere, get refuses, and no output appears.
     @Test func swappedBlocksNeverDecodeToWrongBytes() async throws {
@@ -308,6 +326,15 @@ import Testing
             let other = try ws.write(randomBytes(100, seed: 1), name: "other.bin")
             let mismatch = await storageError { _ = try await ws.client.resume(fileID: fileID, path: other, options: StorageOptions()) }
             guard case .invalidInput? = mismatch else { Issue.record("expected invalidInput, got \(String(describing: mismatch))"); return }
+
+            // Another file of the same size (here even the same bytes): it cannot be told from a
+            // changed one, whose blocks would be encrypted again under the same nonces; refused.
+            let copy = try ws.write(data, name: "copy.bin")
+            let notTheSame = await storageError { _ = try await ws.client.resume(fileID: fileID, path: copy, options: StorageOptions()) }
+            guard case .invalidInput(_, let why)? = notTheSame, why.contains("same nonces") else {
+                Issue.record("expected invalidInput (not the same file), got \(String(describing: notTheSame))")
+                return
+            }
 
             let resumed = try await ws.client.resume(fileID: fileID, path: path, options: StorageOptions())
             #expect(resumed.fileID == fileID && resumed.shardsWritten == 3 && resumed.blocks == 40)

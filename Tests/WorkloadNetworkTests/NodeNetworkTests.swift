@@ -227,17 +227,55 @@ struct NodeNetworkTests {
         #expect(!FileManager.default.fileExists(atPath: retiredFile))
         try await network.detach(contractID: 71, name: "a")
 
-        // Reported: a count below the total keeps the bytes, the total forgets them, for good.
+        // It had stopped after deleting the rules but before keeping the bytes: the record has
+        // the final reading, and the next teardown retires it.
+        _ = try await network.attach(contractID: 71, name: "a", network: ContainerNetwork())
+        #expect(await publicOut(network, 71) == total)   // a reading kept on the record
+        let recordWithFinalReading = try Data(contentsOf: URL(fileURLWithPath: recordFile))
+        try await network.detach(contractID: 71, name: "a")
+        try FileManager.default.removeItem(atPath: retiredFile)
+        try recordWithFinalReading.write(to: URL(fileURLWithPath: recordFile))
+        network = try lab.makeNetwork()
+        try await network.start()
+        #expect(await publicOut(network, 71) == total)
+        try await network.detach(contractID: 71, name: "a")
+        #expect(await publicOut(network, 71) == total && FileManager.default.fileExists(atPath: retiredFile))
+
+        // Reported: a count below the total keeps the bytes; the total marks them billed (left
+        // out of readings); a report without them forgets them, for good.
         let bytes = try await network.publicTrafficBytes()
         #expect(bytes[71] == total + ((await network.contractTraffic().first { $0.contractID == 71 })?.publicIn ?? 0))
         await network.countersReported([71: (bytes[71] ?? 0) - 1])
         #expect(await publicOut(network, 71) == total)
         await network.countersReported(bytes)
         #expect(await network.contractTraffic().isEmpty)
+        #expect(try await network.publicTrafficBytes().isEmpty)
+        await network.countersReported([:])
         #expect(!FileManager.default.fileExists(atPath: retiredFile))
         network = try lab.makeNetwork()
         try await network.start()
         #expect(await network.contractTraffic().isEmpty)
+    }
+
+    /// Billed, but the reporter still holds the old total when the network is made again: it
+    /// counts on from that total, so the next report bills only the new bytes.
+    @Test func aNetworkMadeAgainAfterItsBytesWereBilledCountsOnFromThem() async throws {
+        let lab = try NetworkLab()
+        defer { lab.cleanUp() }
+        try await lab.network.start()
+        _ = try await lab.network.attach(contractID: 72, name: "a", network: ContainerNetwork())
+        try await sendOut(lab, lab.network, 72, "a", bytes: 1 << 20, port: 9320)
+        try await lab.network.detach(contractID: 72, name: "a")
+        let billed = try await lab.network.publicTrafficBytes()
+        let total = try #require(billed[72])
+        await lab.network.countersReported(billed)
+        #expect(try await lab.network.publicTrafficBytes()[72] == nil)
+
+        _ = try await lab.network.attach(contractID: 72, name: "a", network: ContainerNetwork())
+        #expect(try await lab.network.publicTrafficBytes()[72] == total)
+        try await sendOut(lab, lab.network, 72, "a", bytes: 1 << 20, port: 9321)
+        let after = try #require(try await lab.network.publicTrafficBytes()[72])
+        #expect(after >= total + (1 << 20) && after <= total + (1 << 20) + (1 << 17), "\(after) after \(total)")
     }
 
     /// Wipes the kernel's objects (a reboot), starts a new NodeNetwork on the same state, expects

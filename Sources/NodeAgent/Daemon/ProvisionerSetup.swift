@@ -77,6 +77,7 @@ extension ProvisionerSetup {
         let network = try NodeNetwork(configuration: .init(
             prefix: config.network.prefix, table: config.network.table, pool: IPv4Network(config.network.pool) ?? NetworkPolicy.defaultPool,
             stateDirectory: config.node.stateDir + "/network", nameservers: config.network.nameservers))
+        for warning in await network.startupWarnings { logger.error("\(warning)") }
         do { try await network.start() } catch {
             logger.error("container networking unavailable", metadata: ["error": "\(error)"])
             return nil

@@ -1,5 +1,6 @@
 import Foundation
 import GridTypes
+import Synchronization
 
 /// What the tests that run their own `node-agent run` share: a workspace made with `node-agent
 /// init`, and the mounts such an agent leaves under it.
@@ -62,10 +63,8 @@ enum TestAgent {
     /// changed fails here, not as a test agent quietly on default ports), then gives the agent its
     /// own admin socket, metrics port and network names.
     static func configure(_ config: String, dir: String, _ edits: [ConfigEdit], metricsPort: Int? = nil) throws {
-        let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789")
-        let prefix = "t" + String((0..<3).map { _ in alphabet.randomElement() ?? "x" })
         let isolation: [ConfigEdit] = [.adminSocket(dir + "/run/admin.sock"), .metricsPort(try metricsPort ?? ShardServerDaemonTests.freePort()),
-                                       .networkNames(prefix: prefix)]
+                                       .networkNames(prefix: nextNetworkPrefix())]
         var text = try String(contentsOfFile: config, encoding: .utf8)
         for edit in edits + isolation {
             for (line, replacement) in edit.replacements {
@@ -77,6 +76,26 @@ enum TestAgent {
         }
         try text.write(toFile: config, atomically: true, encoding: .utf8)
     }
+
+    /// "t" and 3 base-36 digits, different for every agent of this test process (random ones could
+    /// collide; agents sharing a prefix sweep each other's networks).
+    static func nextNetworkPrefix() -> String {
+        let n = prefixCounter.withLock { value -> Int in
+            value += 1
+            return value
+        }
+        let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789")
+        var digits = (prefixBase + n) % (36 * 36 * 36)
+        var out = ""
+        for _ in 0..<3 {
+            out = String(alphabet[digits % 36]) + out
+            digits /= 36
+        }
+        return "t" + out
+    }
+
+    private static let prefixBase = Int.random(in: 0..<(36 * 36 * 36))
+    private static let prefixCounter = Mutex(0)
 
     /// Mount points whose path starts with `prefix`, from /proc/self/mountinfo.
     static func mountPoints(under prefix: String) -> [String] {

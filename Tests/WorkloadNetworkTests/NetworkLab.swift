@@ -28,7 +28,7 @@ final class NetworkLab: @unchecked Sendable {
     init() throws {
         let letters = Array("abcdefghijklmnopqrstuvwxyz0123456789")
         id = String((0..<6).map { _ in letters.randomElement() ?? "x" })
-        prefix = "t" + id.prefix(3)
+        prefix = "w" + id.prefix(3)   // "t...": the NodeAgent tests' agents
         nodeNS = "wnl\(id)node"
         outsideNS = "wnl\(id)out"
         dir = NSTemporaryDirectory() + "wnl-\(id)"

@@ -257,6 +257,22 @@ struct NodeNetworkTests {
         #expect(await network.contractTraffic().isEmpty)
     }
 
+    /// A retired-counters file that cannot be read is moved aside with a warning: networking (and
+    /// with it every deployment) still starts.
+    @Test func anUnreadableRetiredFileDoesNotStopNetworking() async throws {
+        let lab = try NetworkLab()
+        defer { lab.cleanUp() }
+        let state = lab.dir + "/network"
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        try Data("not json".utf8).write(to: URL(fileURLWithPath: state + "/retired.counters"))
+        let network = try lab.makeNetwork()
+        try await network.start()
+        let warnings = await network.startupWarnings
+        #expect(warnings.count == 1 && warnings[0].contains("retired network counters unreadable"), "\(warnings)")
+        let files = try FileManager.default.contentsOfDirectory(atPath: state)
+        #expect(!files.contains("retired.counters") && files.contains { $0.hasPrefix("retired.counters.bad-") }, "\(files)")
+    }
+
     /// Billed, but the reporter still holds the old total when the network is made again: it
     /// counts on from that total, so the next report bills only the new bytes.
     @Test func aNetworkMadeAgainAfterItsBytesWereBilledCountsOnFromThem() async throws {

@@ -46,6 +46,13 @@ final class ColumnLinks: Sendable {
         for connection in all { connection.close() }
     }
 
+    /// Links to every column of `manifest`, connected at once; failures are marked dead.
+    static func connected(to manifest: FileManifest, settings: ConnectionSettings) async -> ColumnLinks {
+        let links = ColumnLinks()
+        await links.connect(Dictionary(uniqueKeysWithValues: manifest.columns.map { ($0.index, $0.endpoint) }), settings: settings)
+        return links
+    }
+
     /// Connects to every endpoint (column -> endpoint) at once; failures are marked dead.
     func connect(_ endpoints: [Int: ShardEndpoint], settings: ConnectionSettings) async {
         await withTaskGroup(of: (Int, Result<ShardConnection, any Error>).self) { group in

@@ -107,11 +107,7 @@ extension StorageClient {
         var revision: Int?
         var useGet = deep
         do {
-            if case .value(let buffer) = try await connection.get(MetadataEnvelope.key(fileID: manifest.fileID, part: 0)),
-               let part = try? MetadataEnvelope.parsePart(Array(buffer.readableBytesView), fileID: manifest.fileID),
-               let header = try? MetadataEnvelope.parseHeader(Array(part.bytes.prefix(MetadataEnvelope.headerLength + 64)), fileID: manifest.fileID) {
-                revision = header.revision
-            }
+            revision = try await StorageClient.metadataRevision(fileID: manifest.fileID, on: connection)
             // Many requests in flight on the one connection; fewer when each reply is a whole shard.
             var block = 0
             while block < manifest.blockCount {
@@ -314,8 +310,7 @@ extension StorageClient {
         if let record = try localStore?.load(fileID), !record.complete, let envelope = Data(base64Encoded: record.envelope) {
             // An interrupted put: its record names the namespaces, its blocks may be partly written.
             manifest = try MetadataEnvelope.open(Array(envelope), fileID: fileID, key: key, validate: false)
-            links = ColumnLinks()
-            await links.connect(Dictionary(uniqueKeysWithValues: manifest.columns.map { ($0.index, $0.endpoint) }), settings: connection)
+            links = await ColumnLinks.connected(to: manifest, settings: connection)
         } else {
             (manifest, links) = try await openFile(fileID: fileID, endpoints: endpoints)
         }

@@ -169,10 +169,9 @@ final class ShardConnection: Sendable {
         case unsupported
     }
 
-    /// PROOF key nonce offset length: BLAKE2b-256(nonce || value[offset..<offset+length]) from the
-    /// node, after it checked the whole value against its CRC.
-    /// PROOF over `range` (offset, length) of the value, or over all of it when nil: a value
-    /// longer than expected but with the expected beginning must not pass as the shard.
+    /// PROOF key nonce [offset length]: BLAKE2b-256(nonce || value[offset..<offset+length]) from
+    /// the node, after it checked the whole value against its CRC; over all of the value when
+    /// `range` is nil (a value longer than expected but with the expected start must not pass).
     func proof(_ key: String, nonce: [UInt8], range: (offset: Int, length: Int)?) async throws -> ProofAnswer {
         var command: [RESPArgument] = [.text("PROOF"), .text(key), .bytes(nonce)]
         if let range { command += [.text(String(range.offset)), .text(String(range.length))] }

@@ -51,18 +51,14 @@ public struct StorageClient: Sendable {
     /// copy, the columns' own copies are read too and a newer revision wins (a repair from
     /// another machine moved columns), and the local copy is updated to it.
     func openFile(fileID: String, endpoints: [ShardEndpoint]) async throws -> (FileManifest, ColumnLinks) {
-        var (manifest, fromLocalCopy) = try await loadManifest(fileID: fileID, endpoints: endpoints)
-        var links = ColumnLinks()
-        await links.connect(Dictionary(uniqueKeysWithValues: manifest.columns.map { ($0.index, $0.endpoint) }), settings: connection)
+        let (manifest, fromLocalCopy) = try await loadManifest(fileID: fileID, endpoints: endpoints)
+        let links = await ColumnLinks.connected(to: manifest, settings: connection)
         guard fromLocalCopy, let newer = await newerOnColumns(than: manifest.revision, fileID: fileID, links: links) else {
             return (manifest, links)
         }
         links.closeAll()
-        manifest = newer
-        links = ColumnLinks()
-        await links.connect(Dictionary(uniqueKeysWithValues: manifest.columns.map { ($0.index, $0.endpoint) }), settings: connection)
         _ = try? saveLocal(newer, complete: true)
-        return (manifest, links)
+        return (newer, await ColumnLinks.connected(to: newer, settings: connection))
     }
 
     /// A revision of the metadata newer than `revision` that a connected column holds, if any.
@@ -73,11 +69,8 @@ public struct StorageClient: Sendable {
             for column in links.alive {
                 guard let connection = links.connection(column) else { continue }
                 group.addTask {
-                    guard case .value(let buffer)? = try? await connection.get(MetadataEnvelope.key(fileID: fileID, part: 0)),
-                          let part = try? MetadataEnvelope.parsePart(Array(buffer.readableBytesView), fileID: fileID),
-                          let header = try? MetadataEnvelope.parseHeader(Array(part.bytes.prefix(MetadataEnvelope.headerLength + 64)), fileID: fileID),
-                          header.revision > revision else { return nil }
-                    return (column, header.revision)
+                    guard let claimed = try? await Self.metadataRevision(fileID: fileID, on: connection), claimed > revision else { return nil }
+                    return (column, claimed)
                 }
             }
             var out: [(column: Int, revision: Int)] = []
@@ -90,6 +83,16 @@ public struct StorageClient: Sendable {
             return manifest
         }
         return nil
+    }
+
+    /// The revision in the header of the metadata a namespace holds (its first part only; not
+    /// authenticated until the whole envelope opens), or nil when it holds none that parses.
+    static func metadataRevision(fileID: String, on connection: ShardConnection) async throws -> Int? {
+        guard case .value(let buffer) = try await connection.get(MetadataEnvelope.key(fileID: fileID, part: 0)),
+              let part = try? MetadataEnvelope.parsePart(Array(buffer.readableBytesView), fileID: fileID),
+              let header = try? MetadataEnvelope.parseHeader(Array(part.bytes.prefix(MetadataEnvelope.headerLength + 64)), fileID: fileID)
+        else { return nil }
+        return header.revision
     }
 
     func loadManifest(fileID: String, endpoints: [ShardEndpoint]) async throws -> (manifest: FileManifest, fromLocalCopy: Bool) {

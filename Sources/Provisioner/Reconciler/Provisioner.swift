@@ -444,11 +444,6 @@ public actor Provisioner {
         }
     }
 
-    /// Contracts for this node that have waited longer than `blocks` without a deployment.
-    public func contractsWithoutDeployment(olderThanBlocks blocks: UInt64, currentBlock: UInt64) async throws -> [UInt64] {
-        try await contractsAwaitingDeployment().filter { currentBlock > $0.seenAtBlock + blocks }.map(\.contractID)
-    }
-
     /// Active contracts for this node whose twin has not sent the deployment yet, oldest first.
     /// `deployed`: the contracts with a deployment, when the caller has read them already.
     public func contractsAwaitingDeployment(deployed: Set<UInt64>? = nil) async throws -> [(contractID: UInt64, seenAtBlock: UInt64)] {
